@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Unit and property tests of the exporter's range validation and segment
+//! planning, against a byte-by-byte reference model.
+
+use proptest::prelude::*;
+use ranges::{runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
+
+const PAGE: u64 = 4096;
+
+fn r(offset: u64, length: u64) -> Range {
+    Range { offset, length }
+}
+
+#[test]
+fn validate_errno_rows() {
+    let bar = 64 << 20;
+    assert_eq!(validate(&[], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(0, 0)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(1, PAGE)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(0, PAGE + 1)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(u64::MAX - PAGE + 1, PAGE)], bar, PAGE), Err(RangeError::Overflow));
+    assert_eq!(validate(&[r(bar, PAGE)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(bar - PAGE, 2 * PAGE)], bar, PAGE), Err(RangeError::Invalid));
+    // The last page of the BAR is fine, one past it is not.
+    assert_eq!(validate(&[r(bar - PAGE, PAGE)], bar, PAGE), Ok(PAGE));
+    // Total overflow with ranges that are each valid in a huge BAR.
+    let huge = 1u64 << 63;
+    assert_eq!(validate(&[r(0, huge), r(0, huge)], u64::MAX, PAGE), Err(RangeError::Invalid));
+    // Overlapping and repeated ranges are allowed; the size is the sum.
+    assert_eq!(validate(&[r(0, 2 * PAGE), r(PAGE, PAGE), r(0, 2 * PAGE)], bar, PAGE), Ok(5 * PAGE));
+}
+
+#[test]
+fn max_ranges_is_documented_value() {
+    assert_eq!(MAX_RANGES, 262_144);
+    let v: Vec<Range> = (0..MAX_RANGES as u64).map(|i| r(i * PAGE, PAGE)).collect();
+    assert_eq!(validate(&v, MAX_RANGES as u64 * PAGE, PAGE), Ok(MAX_RANGES as u64 * PAGE));
+    // Page-sized ranges that follow each other merge into one run.
+    assert_eq!(runs(&v).count(), 1);
+}
+
+#[test]
+fn merging() {
+    let v = [r(0, PAGE), r(PAGE, PAGE), r(4 * PAGE, PAGE), r(5 * PAGE, PAGE), r(0, PAGE)];
+    let got: Vec<Range> = runs(&v).collect();
+    assert_eq!(got, vec![r(0, 2 * PAGE), r(4 * PAGE, 2 * PAGE), r(0, PAGE)]);
+}
+
+#[test]
+fn splitting() {
+    let lim = Limits { max_seg: 65536, boundary_mask: u64::MAX };
+    let s: Vec<(u64, u32)> = Segments::new(0x1000_0000, 3 * 65536 + PAGE, lim).collect();
+    assert_eq!(s, vec![(0x1000_0000, 65536), (0x1001_0000, 65536), (0x1002_0000, 65536), (0x1003_0000, 4096)]);
+    let lim = Limits { max_seg: u32::MAX, boundary_mask: 0xffff };
+    let s: Vec<(u64, u32)> = Segments::new(0xf000, 0x12000, lim).collect();
+    assert_eq!(s, vec![(0xf000, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]);
+    // max_seg 0 means no limit below 4 GiB - 1; the top of the address space
+    // with no boundary does not overflow.
+    let lim = Limits { max_seg: 0, boundary_mask: u64::MAX };
+    let s: Vec<(u64, u32)> = Segments::new(u64::MAX - 2 * PAGE + 1, 2 * PAGE, lim).collect();
+    assert_eq!(s, vec![(u64::MAX - 2 * PAGE + 1, 2 * PAGE as u32)]);
+}
+
+/// Reference model: the buffer's bytes, as BAR offsets, one per page.
+fn pages_of_ranges(v: &[Range]) -> Vec<u64> {
+    v.iter().flat_map(|r| (0..r.length / PAGE).map(move |i| r.offset + i * PAGE)).collect()
+}
+
+fn ranges_strategy() -> impl Strategy<Value = Vec<Range>> {
+    prop::collection::vec((0u64..64, 1u64..8), 1..64)
+        .prop_map(|v| v.into_iter().map(|(o, l)| r(o * PAGE, l * PAGE)).collect())
+}
+
+proptest! {
+    #[test]
+    fn runs_keep_bytes_and_order(v in ranges_strategy()) {
+        let merged: Vec<Range> = runs(&v).collect();
+        prop_assert!(merged.len() <= v.len());
+        prop_assert_eq!(pages_of_ranges(&merged), pages_of_ranges(&v));
+        // Maximal: no two consecutive runs could have been merged.
+        for w in merged.windows(2) {
+            prop_assert_ne!(w[0].offset + w[0].length, w[1].offset);
+        }
+    }
+
+    #[test]
+    fn segments_respect_limits(base in 0u64..(1 << 40), len_pages in 1u64..2048,
+                               seg_shift in 12u32..32, bound_shift in 12u32..40) {
+        let base = base & !(PAGE - 1);
+        let len = len_pages * PAGE;
+        let lim = Limits { max_seg: (1u64 << seg_shift).min(u32::MAX as u64) as u32,
+                           boundary_mask: (1u64 << bound_shift) - 1 };
+        let mut next = base;
+        let mut total = 0u64;
+        let mut n = 0u64;
+        for (a, l) in Segments::new(base, len, lim) {
+            prop_assert_eq!(a, next);
+            prop_assert!(l > 0 && l <= lim.max_seg);
+            prop_assert_eq!(a >> bound_shift, (a + l as u64 - 1) >> bound_shift);
+            next = a + l as u64;
+            total += l as u64;
+            n += 1;
+        }
+        prop_assert_eq!(total, len);
+        // Minimal: a segment is only cut where a limit forces it.
+        let max = (lim.max_seg as u64).min(lim.boundary_mask + 1);
+        prop_assert!(n <= len.div_ceil(max) + 1);
+    }
+
+    #[test]
+    fn validate_accepts_exactly_the_in_bar_ranges(v in ranges_strategy(), bar_pages in 1u64..80) {
+        let bar = bar_pages * PAGE;
+        let ok = v.iter().all(|r| r.offset + r.length <= bar);
+        match validate(&v, bar, PAGE) {
+            Ok(total) => { prop_assert!(ok); prop_assert_eq!(total, v.iter().map(|r| r.length).sum::<u64>()); }
+            Err(e) => { prop_assert!(!ok); prop_assert_eq!(e, RangeError::Invalid); }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# build.sh CONFIG [make targets...]
+# Configure (when the fragment changed) and build the integration tree out of
+# tree in $CACHE/build-CONFIG.  CONFIG names a fragment in configs/ (applied on
+# top of allnoconfig); every symbol the fragment sets is checked afterwards, so
+# a dependency that silently dropped an option stops the build.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+cfg=${1:?usage: build.sh CONFIG [targets]}; shift
+frag=$SELFTEST_DIR/configs/$cfg.config
+[ -f "$frag" ] || die "no config fragment $frag"
+TREE=$("$SELFTEST_DIR/scripts/tree.sh")
+OUT=$CACHE/build-$cfg
+mkdir -p "$OUT"
+mapfile -t MV < <(kmake_vars)
+kmake() { make -s -C "$TREE" O="$OUT" "${MV[@]}" -j"$JOBS" "$@"; }
+
+stamp=$( (cat "$frag"; cat "$TREE/.harness-series"; find "$TREE/drivers/vfio/pci" -name Kconfig -exec cat {} +) | sha1sum | cut -c1-40)
+if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$stamp" ]; then
+	log "configuring $cfg"
+	kmake KCONFIG_ALLCONFIG="$frag" allnoconfig >/dev/null
+	bad=0
+	while read -r line; do
+		case "$line" in
+		CONFIG_*=*) sym=${line%%=*}; want=$line ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}; want="" ;;
+		*) continue ;;
+		esac
+		got=$(grep -E "^$sym=" "$OUT/.config" || true)
+		if [ "$got" != "$want" ]; then
+			log "config $cfg: wanted '${want:-$sym off}', got '${got:-off}'"
+			bad=1
+		fi
+	done < "$frag"
+	[ $bad = 0 ] || die "config fragment $cfg does not apply"
+	echo "$stamp" > "$OUT/.harness-config"
+fi
+log "building $cfg ${*:-(all)}"
+kmake "$@"

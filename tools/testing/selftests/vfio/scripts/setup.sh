@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Install what the harness needs on a Debian 12 machine.  Idempotent: when
+# everything is present it prints one line and does nothing else.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web clang lld llvm
+      flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3
+      qemu-system-x86 busybox-static xz-utils make gcc libc6-dev)
+
+missing=()
+for p in "${DEBS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing+=("$p")
+done
+if [ -z "${KDIR:-}" ] && ! dpkg-query -W -f='${Status}' linux-source-6.12 2>/dev/null |
+		grep -q 'ok installed'; then
+	missing+=(linux-source-6.12)
+fi
+
+apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing Debian packages: ${missing[*]}"
+	[ "$(id -u)" = 0 ] || die "need root to install: ${missing[*]}"
+	apt-get update -q >/dev/null
+	pkgs=()
+	for p in "${missing[@]}"; do
+		if [ "$p" = linux-source-6.12 ]; then
+			if apt-cache policy linux-source-6.12 | grep -qF " $BASE_PIN "; then
+				pkgs+=("linux-source-6.12=$BASE_PIN")
+			else
+				log "linux-source-6.12 $BASE_PIN is not in the archive;" \
+				    "falling back to the newest available"
+				pkgs+=(linux-source-6.12)
+			fi
+		else
+			pkgs+=("$p")
+		fi
+	done
+	apt_install "${pkgs[@]}"
+fi
+
+if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; then
+	log "installing bindgen-cli $BINDGEN_VERSION into $TOOLS"
+	command -v cargo >/dev/null || die "cargo is needed to install bindgen-cli"
+	cargo install --locked --quiet --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
+fi
+
+[ ${#missing[@]} -gt 0 ] || log "set-up: everything present"

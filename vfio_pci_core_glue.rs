@@ -1,0 +1,628 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The FFI boundary of the vfio-pci dma-buf exporter.
+//!
+//! Raw pointers stop here. This module holds the thin safe wrappers over the
+//! C objects the exporter works with (the vfio-pci core device, the provider
+//! `pci_dev`, a dma-buf and its attachments, reservation locks, DMA-address
+//! scatter-gather tables) and the declarations of the C shim
+//! (`vfio_pci_dmabuf_shim.c`). The `extern "C"` entry points that C calls
+//! live in the crate root and convert their arguments with the `from_raw`
+//! functions below.
+
+use core::{
+    marker::PhantomData,
+    ptr::{self, NonNull},
+};
+use kernel::{
+    bindings,
+    error::{from_err_ptr, to_result},
+    ffi::{c_int, c_void},
+    prelude::*,
+    types::Opaque,
+};
+
+// The C shim, `vfio_pci_dmabuf_shim.c`. Kernel structs whose bindings contain
+// opaque fields are passed by pointer only, as `bindings` itself does.
+#[allow(improper_ctypes)]
+extern "C" {
+    fn vfio_pci_dmabuf_shim_export(
+        ops: *const bindings::dma_buf_ops,
+        size: usize,
+        flags: c_int,
+        priv_: *mut c_void,
+    ) -> *mut bindings::dma_buf;
+    fn vfio_pci_dmabuf_shim_check_feature(
+        flags: u32,
+        argsz: usize,
+        supported_ops: u32,
+        minsz: usize,
+    ) -> c_int;
+    fn vfio_pci_dmabuf_shim_export_allowed(vdev: *mut bindings::vfio_pci_core_device) -> bool;
+    fn vfio_pci_dmabuf_shim_bar_usable(vdev: *mut bindings::vfio_pci_core_device) -> bool;
+    fn vfio_pci_dmabuf_shim_bar(
+        pdev: *mut bindings::pci_dev,
+        bar: c_int,
+        phys: *mut u64,
+        bus: *mut u64,
+    ) -> u64;
+    fn vfio_pci_dmabuf_shim_link(
+        vdev: *mut bindings::vfio_pci_core_device,
+        node: *mut bindings::list_head,
+    );
+    fn vfio_pci_dmabuf_shim_unlink(
+        vdev: *mut bindings::vfio_pci_core_device,
+        node: *mut bindings::list_head,
+    );
+    fn vfio_pci_dmabuf_shim_resv_lock(dmabuf: *mut bindings::dma_buf);
+    fn vfio_pci_dmabuf_shim_resv_unlock(dmabuf: *mut bindings::dma_buf);
+    fn vfio_pci_dmabuf_shim_wait_idle(dmabuf: *mut bindings::dma_buf);
+    fn vfio_pci_dmabuf_shim_dma_limits(
+        dev: *mut bindings::device,
+        max_seg: *mut u32,
+        boundary_mask: *mut u64,
+    );
+    fn vfio_pci_dmabuf_shim_mapping_error(dev: *mut bindings::device, addr: u64) -> c_int;
+}
+
+/// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
+/// successful PROBE, an error for anything else.
+pub(crate) fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool> {
+    // SAFETY: Plain values; the function only compares them.
+    let ret = unsafe { vfio_pci_dmabuf_shim_check_feature(flags, argsz, supported, minsz) };
+    to_result(ret)?;
+    Ok(ret == 1)
+}
+
+/// A `struct vfio_pci_core_device`.
+///
+/// # Invariants
+///
+/// The wrapped device is initialised (`vfio_pci_core_init_dev()` ran) and
+/// stays allocated for as long as a reference to this wrapper exists.
+#[repr(transparent)]
+pub(crate) struct CoreDevice(Opaque<bindings::vfio_pci_core_device>);
+
+impl CoreDevice {
+    /// Wraps a device that C handed to an entry point.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` points to an initialised `vfio_pci_core_device` that outlives `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::vfio_pci_core_device) -> &'a Self {
+        // SAFETY: `CoreDevice` is a transparent wrapper; the caller guarantees
+        // that the device is valid for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_raw(&self) -> *mut bindings::vfio_pci_core_device {
+        self.0.get()
+    }
+
+    /// Whether the bound driver opted in to dma-buf export.
+    pub(crate) fn export_allowed(&self) -> bool {
+        // SAFETY: The device is valid by the type invariant.
+        unsafe { vfio_pci_dmabuf_shim_export_allowed(self.as_raw()) }
+    }
+
+    /// The PCI device whose BARs are exported.
+    pub(crate) fn pdev(&self) -> &PciDev {
+        // SAFETY: `pdev` is set at init and the PCI device outlives its
+        // vfio device (the driver is bound to it).
+        unsafe { PciDev::from_raw((*self.as_raw()).pdev) }
+    }
+
+    /// Takes a reference that keeps the vfio device registered.
+    pub(crate) fn try_get_registration(&self) -> Option<Registration> {
+        // SAFETY: The device is valid; `vdev` is its embedded vfio_device.
+        let vdev = unsafe { ptr::addr_of_mut!((*self.as_raw()).vdev) };
+        // SAFETY: `vdev` is a valid, registered or unregistering vfio device.
+        if unsafe { bindings::vfio_device_try_get_registration(vdev) } {
+            // INVARIANT: We took the reference just above.
+            NonNull::new(self.as_raw()).map(Registration)
+        } else {
+            None
+        }
+    }
+
+    /// Runs `f` with the device's `memory_lock` held for writing.
+    pub(crate) fn with_memory_lock<R>(&self, f: impl FnOnce(&MemoryLocked<'_>) -> R) -> R {
+        // SAFETY: The device is valid, so is its memory_lock.
+        let sem = unsafe { ptr::addr_of_mut!((*self.as_raw()).memory_lock) };
+        // SAFETY: `sem` is an initialised rw_semaphore.
+        unsafe { bindings::down_write(sem) };
+        // SAFETY: We hold the lock for writing until `up_write` below.
+        let r = f(&unsafe { MemoryLocked::assume(self) });
+        // SAFETY: Taken above by this thread.
+        unsafe { bindings::up_write(sem) };
+        r
+    }
+}
+
+/// Proof that the device's `memory_lock` is held for writing.
+pub(crate) struct MemoryLocked<'a>(&'a CoreDevice);
+
+impl<'a> MemoryLocked<'a> {
+    /// # Safety
+    ///
+    /// The caller holds `dev`'s `memory_lock` for writing for as long as the
+    /// returned value lives.
+    pub(crate) unsafe fn assume(dev: &'a CoreDevice) -> Self {
+        MemoryLocked(dev)
+    }
+
+    /// Whether the BARs can be accessed: memory decode on, in D0, and not in
+    /// runtime low power.
+    pub(crate) fn bar_usable(&self) -> bool {
+        // SAFETY: Valid device, memory_lock held as the function requires.
+        unsafe { vfio_pci_dmabuf_shim_bar_usable(self.0.as_raw()) }
+    }
+
+    /// Adds `node` to the device's list of dma-bufs.
+    ///
+    /// # Safety
+    ///
+    /// `node` is not on any list and stays allocated until [`Self::unlink`].
+    pub(crate) unsafe fn link(&self, node: &Opaque<bindings::list_head>) {
+        // SAFETY: The lock is held; the caller guarantees `node`'s state.
+        unsafe { vfio_pci_dmabuf_shim_link(self.0.as_raw(), node.get()) }
+    }
+
+    /// Removes `node` from the device's list of dma-bufs.
+    ///
+    /// # Safety
+    ///
+    /// `node` is on this device's list.
+    pub(crate) unsafe fn unlink(&self, node: &Opaque<bindings::list_head>) {
+        // SAFETY: The lock is held; the caller guarantees `node` is listed.
+        unsafe { vfio_pci_dmabuf_shim_unlink(self.0.as_raw(), node.get()) }
+    }
+
+    /// Calls `f` with each node of the device's list of dma-bufs; `f` may
+    /// unlink the node it is given.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(NonNull<bindings::list_head>)) {
+        // SAFETY: Valid device; the list is protected by the lock we hold.
+        let head = unsafe { ptr::addr_of_mut!((*self.0.as_raw()).dmabufs) };
+        // SAFETY: `head` is an initialised list head.
+        let mut pos = unsafe { (*head).next };
+        while pos != head {
+            // SAFETY: `pos` is on the list, so valid; read `next` before `f`
+            // may unlink it.
+            let next = unsafe { (*pos).next };
+            if let Some(node) = NonNull::new(pos) {
+                f(node);
+            }
+            pos = next;
+        }
+    }
+}
+
+/// A reference that keeps a vfio device registered (and so its driver bound
+/// and its `vfio_pci_core_device` allocated).
+///
+/// # Invariants
+///
+/// Holds one registration reference on the device.
+pub(crate) struct Registration(NonNull<bindings::vfio_pci_core_device>);
+
+// SAFETY: The reference may be dropped from any thread.
+unsafe impl Send for Registration {}
+// SAFETY: Only `&CoreDevice` is handed out, which is safe to share.
+unsafe impl Sync for Registration {}
+
+impl Registration {
+    /// The registered device.
+    pub(crate) fn dev(&self) -> &CoreDevice {
+        // SAFETY: Registered devices are initialised and stay allocated while
+        // the reference is held (type invariant).
+        unsafe { CoreDevice::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: We own one registration reference (type invariant).
+        unsafe { bindings::vfio_device_put_registration(ptr::addr_of_mut!((*self.0.as_ptr()).vdev)) }
+    }
+}
+
+/// A memory BAR of a PCI device.
+pub(crate) struct Bar {
+    /// CPU physical address of the BAR's first byte.
+    pub(crate) phys: u64,
+    /// PCI bus address of the BAR's first byte.
+    pub(crate) bus: u64,
+    /// Size in bytes.
+    pub(crate) len: u64,
+}
+
+/// A `struct pci_dev`.
+///
+/// # Invariants
+///
+/// The device stays valid for as long as a reference to this wrapper exists.
+#[repr(transparent)]
+pub(crate) struct PciDev(Opaque<bindings::pci_dev>);
+
+impl PciDev {
+    /// # Safety
+    ///
+    /// `ptr` points to a valid `pci_dev` that outlives `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::pci_dev) -> &'a Self {
+        // SAFETY: Transparent wrapper, validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// BAR `index` if it is a memory BAR with a size, `None` otherwise
+    /// (I/O BAR, unimplemented, or the upper half of a 64-bit BAR).
+    pub(crate) fn memory_bar(&self, index: u32) -> Option<Bar> {
+        let (mut phys, mut bus) = (0, 0);
+        let index = c_int::try_from(index).ok()?;
+        // SAFETY: Valid device; `index` is a standard BAR (checked by the
+        // caller against VFIO_PCI_ROM_REGION_INDEX); out pointers are locals.
+        let len = unsafe { vfio_pci_dmabuf_shim_bar(self.0.get(), index, &mut phys, &mut bus) };
+        (len != 0).then_some(Bar { phys, bus, len })
+    }
+
+    /// Takes a reference on the device.
+    pub(crate) fn get(&self) -> PciDevRef {
+        // SAFETY: Valid device; pci_dev_get() takes a reference on it.
+        unsafe { bindings::pci_dev_get(self.0.get()) };
+        // INVARIANT: The reference was taken above.
+        PciDevRef(NonNull::from(self).cast())
+    }
+
+    /// How `client` reaches this device's BARs; logs why when it cannot.
+    pub(crate) fn p2p_map_type(&self, client: &Device) -> bindings::pci_p2pdma_map_type {
+        // SAFETY: Both devices are valid.
+        unsafe { bindings::pci_p2pdma_bar_map_type(self.0.get(), client.as_raw()) }
+    }
+}
+
+/// A reference on a `pci_dev`, dropped with `pci_dev_put()`.
+///
+/// # Invariants
+///
+/// Holds one reference on a valid `pci_dev`.
+pub(crate) struct PciDevRef(NonNull<bindings::pci_dev>);
+
+// SAFETY: The reference may be used and dropped from any thread.
+unsafe impl Send for PciDevRef {}
+// SAFETY: Only `&PciDev` is handed out.
+unsafe impl Sync for PciDevRef {}
+
+impl core::ops::Deref for PciDevRef {
+    type Target = PciDev;
+    fn deref(&self) -> &PciDev {
+        // SAFETY: The reference keeps the device valid (type invariant).
+        unsafe { PciDev::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for PciDevRef {
+    fn drop(&mut self) {
+        // SAFETY: We own one reference (type invariant).
+        unsafe { bindings::pci_dev_put(self.0.as_ptr()) }
+    }
+}
+
+/// A `struct device` (the importer's).
+#[repr(transparent)]
+pub(crate) struct Device(Opaque<bindings::device>);
+
+impl Device {
+    fn as_raw(&self) -> *mut bindings::device {
+        self.0.get()
+    }
+
+    /// The device's DMA segment limits.
+    pub(crate) fn dma_limits(&self) -> crate::ranges::Limits {
+        let (mut max_seg, mut boundary_mask) = (0, 0);
+        // SAFETY: Valid device; out pointers are locals.
+        unsafe { vfio_pci_dmabuf_shim_dma_limits(self.as_raw(), &mut max_seg, &mut boundary_mask) };
+        crate::ranges::Limits { max_seg, boundary_mask }
+    }
+
+    /// Maps `len` bytes of MMIO at CPU physical address `phys` for DMA by this
+    /// device (`dma_map_resource()`); returns the DMA address.
+    pub(crate) fn map_resource(&self, phys: u64, len: u64, dir: bindings::dma_data_direction) -> Result<u64> {
+        let len = usize::try_from(len)?;
+        // SAFETY: Valid device. Mapping MMIO has no memory-safety
+        // requirement; the caller unmaps with `unmap_resource`.
+        let addr = unsafe {
+            bindings::dma_map_resource(self.as_raw(), phys, len, dir, bindings::DMA_ATTR_SKIP_CPU_SYNC as usize)
+        };
+        // SAFETY: Valid device; `addr` was just returned for it.
+        if unsafe { vfio_pci_dmabuf_shim_mapping_error(self.as_raw(), addr) } != 0 {
+            return Err(ENOMEM);
+        }
+        Ok(addr)
+    }
+
+    /// Undoes one [`Self::map_resource`] of `len` bytes at `addr`.
+    pub(crate) fn unmap_resource(&self, addr: u64, len: u64, dir: bindings::dma_data_direction) {
+        // SAFETY: Valid device; (addr, len, dir) is a mapping made by
+        // `map_resource` (caller's contract), unmapped once.
+        unsafe {
+            bindings::dma_unmap_resource(self.as_raw(), addr, len as usize, dir, bindings::DMA_ATTR_SKIP_CPU_SYNC as usize)
+        }
+    }
+}
+
+/// A `struct dma_buf` exported by us, whose `priv` is a `T`.
+///
+/// # Invariants
+///
+/// The dma-buf is valid for as long as a reference to this wrapper exists,
+/// was created by [`DmaBuf::export`] and its `priv` points to a valid `T`
+/// until the `release` op.
+#[repr(transparent)]
+pub(crate) struct DmaBuf<T>(Opaque<bindings::dma_buf>, PhantomData<T>);
+
+impl<T> DmaBuf<T> {
+    /// # Safety
+    ///
+    /// `ptr` is a dma-buf exported by [`DmaBuf::export`] with a `T` as
+    /// private data, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::dma_buf) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut bindings::dma_buf {
+        self.0.get()
+    }
+
+    /// Exports a dma-buf of `size` bytes with `ops`, private data `data`
+    /// and file flags `flags`. Ownership of `data` passes to the dma-buf on
+    /// success (the `release` op gets it back); on failure `data` is returned.
+    pub(crate) fn export(
+        ops: &'static bindings::dma_buf_ops,
+        size: usize,
+        flags: c_int,
+        data: KBox<T>,
+    ) -> core::result::Result<NonNull<bindings::dma_buf>, (Error, KBox<T>)> {
+        let raw = KBox::into_raw(data);
+        // SAFETY: `ops` is a static ops table, `raw` a valid allocation.
+        let ret = unsafe { vfio_pci_dmabuf_shim_export(ops, size, flags, raw.cast()) };
+        match from_err_ptr(ret) {
+            Ok(p) => NonNull::new(p).ok_or((EINVAL, {
+                // SAFETY: dma_buf_export() never returns NULL; if it did, it
+                // did not take `raw`, which came from `KBox::into_raw` above.
+                unsafe { KBox::from_raw(raw) }
+            })),
+            // SAFETY: On failure dma_buf_export() did not keep `raw`, which
+            // came from `KBox::into_raw` above.
+            Err(e) => Err((e, unsafe { KBox::from_raw(raw) })),
+        }
+    }
+
+    /// The private data.
+    pub(crate) fn data(&self) -> &T {
+        // SAFETY: `priv` points to a valid `T` until release (invariant).
+        unsafe { &*(*self.as_raw()).priv_.cast::<T>() }
+    }
+
+    /// Takes back the private data, in the `release` op.
+    ///
+    /// # Safety
+    ///
+    /// Called once, from the `release` op; no reference from [`Self::data`]
+    /// is used afterwards.
+    pub(crate) unsafe fn take_data(&self) -> KBox<T> {
+        // SAFETY: `priv` came from `KBox::into_raw` in `export`, and the
+        // caller guarantees this is the only taker.
+        unsafe { KBox::from_raw((*self.as_raw()).priv_.cast::<T>()) }
+    }
+
+    /// Takes the reservation lock.
+    pub(crate) fn lock(&self) -> ResvGuard<'_, T> {
+        // SAFETY: Valid dma-buf; sleeping lock taken without an acquire
+        // context, released by the guard.
+        unsafe { vfio_pci_dmabuf_shim_resv_lock(self.as_raw()) };
+        ResvGuard(self)
+    }
+
+    /// Takes a reference on the dma-buf's file unless it is being released.
+    pub(crate) fn try_get_file(&self) -> Option<FileRef> {
+        // SAFETY: Valid dma-buf; `file` is set at export and never changes.
+        let f = unsafe { bindings::get_file_active(ptr::addr_of_mut!((*self.as_raw()).file)) };
+        // INVARIANT: a non-NULL return carries a new reference.
+        NonNull::new(f).map(FileRef)
+    }
+}
+
+/// A reference on a file, dropped with `fput()`.
+///
+/// # Invariants
+///
+/// Holds one reference on the file.
+pub(crate) struct FileRef(NonNull<bindings::file>);
+
+impl Drop for FileRef {
+    fn drop(&mut self) {
+        // SAFETY: We own one reference (type invariant).
+        unsafe { bindings::fput(self.0.as_ptr()) }
+    }
+}
+
+/// The reservation lock of a [`DmaBuf`], held; released on drop.
+pub(crate) struct ResvGuard<'a, T>(&'a DmaBuf<T>);
+
+impl<T> ResvGuard<'_, T> {
+    /// Tells every dynamic importer to drop its mappings and map again
+    /// (`dma_buf_move_notify()`).
+    pub(crate) fn move_notify(&self) {
+        // SAFETY: Valid dma-buf with its reservation lock held.
+        unsafe { bindings::dma_buf_move_notify(self.0.as_raw()) }
+    }
+
+    /// Waits (bounded, with an error message) for the fences importers may
+    /// have added while handling [`Self::move_notify`].
+    pub(crate) fn wait_idle(&self) {
+        // SAFETY: Valid dma-buf with its reservation lock held.
+        unsafe { vfio_pci_dmabuf_shim_wait_idle(self.0.as_raw()) }
+    }
+}
+
+impl<T> Drop for ResvGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: The lock was taken in `DmaBuf::lock`.
+        unsafe { vfio_pci_dmabuf_shim_resv_unlock(self.0.as_raw()) }
+    }
+}
+
+/// A `struct dma_buf_attachment` to one of our dma-bufs.
+#[repr(transparent)]
+pub(crate) struct Attachment<T>(Opaque<bindings::dma_buf_attachment>, PhantomData<T>);
+
+impl<T> Attachment<T> {
+    /// # Safety
+    ///
+    /// `ptr` is a valid attachment, for `'a`, to a dma-buf exported by
+    /// [`DmaBuf::export`] with a `T`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::dma_buf_attachment) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> &bindings::dma_buf_attachment {
+        // SAFETY: Valid attachment; the fields we read are set before the
+        // exporter's ops are called and do not change afterwards.
+        unsafe { &*self.0.get() }
+    }
+
+    pub(crate) fn dmabuf(&self) -> &DmaBuf<T> {
+        // SAFETY: An attachment's dma-buf outlives it and is one of ours.
+        unsafe { DmaBuf::from_raw(self.raw().dmabuf) }
+    }
+
+    /// The importing device.
+    pub(crate) fn dev(&self) -> &Device {
+        // SAFETY: The importer's device outlives the attachment.
+        unsafe { &*self.raw().dev.cast::<Device>() }
+    }
+
+    /// Whether the importer handles `move_notify` (a dynamic importer).
+    pub(crate) fn is_dynamic(&self) -> bool {
+        !self.raw().importer_ops.is_null()
+    }
+
+    /// Whether the importer accepts peer-to-peer addresses.
+    pub(crate) fn peer2peer(&self) -> bool {
+        self.raw().peer2peer
+    }
+
+    /// The exporter's per-attachment value.
+    pub(crate) fn exporter_value(&self) -> usize {
+        self.raw().priv_ as usize
+    }
+
+    /// Sets the exporter's per-attachment value, from the `attach` op.
+    pub(crate) fn set_exporter_value(&self, v: usize) {
+        // SAFETY: `priv` belongs to the exporter; the `attach` op runs before
+        // the attachment is published to anyone else.
+        unsafe { (*self.0.get()).priv_ = v as *mut c_void };
+    }
+}
+
+/// A DMA-address-only scatter-gather table being filled: no `struct page`,
+/// no CPU addresses; each entry carries a DMA address and length.
+///
+/// # Invariants
+///
+/// `table` was allocated with `sg_alloc_table()` for `left + filled` entries
+/// and `next` is the first unfilled one (NULL once full).
+pub(crate) struct SgTableBuilder {
+    table: KBox<bindings::sg_table>,
+    next: *mut bindings::scatterlist,
+    left: u32,
+}
+
+impl SgTableBuilder {
+    /// Allocates a table of `nents` entries.
+    pub(crate) fn new(nents: usize) -> Result<Self> {
+        let nents = u32::try_from(nents).map_err(|_| E2BIG)?;
+        // SAFETY: All-zero is a valid, empty `sg_table`.
+        let mut table = KBox::new(unsafe { core::mem::zeroed::<bindings::sg_table>() }, GFP_KERNEL)?;
+        // SAFETY: `table` is a valid empty table.
+        to_result(unsafe { bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL) })?;
+        let next = table.sgl;
+        Ok(SgTableBuilder { table, next, left: nents })
+    }
+
+    /// Fills the next entry.
+    pub(crate) fn push(&mut self, addr: u64, len: u32, bus_address: bool) -> Result {
+        if self.left == 0 || self.next.is_null() {
+            return Err(EINVAL);
+        }
+        let sg = self.next;
+        // SAFETY: `sg` is an unfilled entry of our table (type invariant).
+        unsafe {
+            (*sg).dma_address = addr;
+            (*sg).dma_length = len;
+            if bus_address {
+                (*sg).dma_flags |= bindings::SG_DMA_BUS_ADDRESS;
+            }
+        }
+        self.left -= 1;
+        // SAFETY: `sg` is an entry of a valid table; NULL after the last.
+        self.next = if self.left == 0 { ptr::null_mut() } else { unsafe { bindings::sg_next(sg) } };
+        Ok(())
+    }
+
+    /// The full table, handed to the importer; freed with [`free_sg_table`].
+    pub(crate) fn finish(self) -> Result<*mut bindings::sg_table> {
+        if self.left != 0 {
+            return Err(EINVAL);
+        }
+        let mut this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; move the box out.
+        let table = unsafe { ptr::read(&this.table) };
+        this.next = ptr::null_mut();
+        Ok(KBox::into_raw(table))
+    }
+}
+
+impl Drop for SgTableBuilder {
+    fn drop(&mut self) {
+        // SAFETY: The table was allocated with sg_alloc_table().
+        unsafe { bindings::sg_free_table(&mut *self.table) };
+    }
+}
+
+/// The DMA entries `(address, length)` of a table made by [`SgTableBuilder`].
+///
+/// # Safety
+///
+/// `sgt` came from [`SgTableBuilder::finish`] and is not freed while the
+/// iterator is used.
+pub(crate) unsafe fn sg_entries(sgt: *mut bindings::sg_table) -> impl Iterator<Item = (u64, u32)> {
+    // SAFETY: Valid table per the caller.
+    let (mut sg, mut left) = unsafe { ((*sgt).sgl, (*sgt).nents) };
+    core::iter::from_fn(move || {
+        if left == 0 || sg.is_null() {
+            return None;
+        }
+        // SAFETY: `sg` is one of the table's `nents` DMA entries.
+        let e = unsafe { ((*sg).dma_address, (*sg).dma_length) };
+        left -= 1;
+        // SAFETY: As above; sg_next() returns NULL after the last entry.
+        sg = unsafe { bindings::sg_next(sg) };
+        Some(e)
+    })
+}
+
+/// Frees a table made by [`SgTableBuilder`].
+///
+/// # Safety
+///
+/// `sgt` came from [`SgTableBuilder::finish`] and is not used afterwards.
+pub(crate) unsafe fn free_sg_table(sgt: *mut bindings::sg_table) {
+    // SAFETY: Per the caller, `sgt` is ours: allocated by sg_alloc_table()
+    // inside a `KBox`.
+    unsafe {
+        bindings::sg_free_table(sgt);
+        drop(KBox::from_raw(sgt));
+    }
+}

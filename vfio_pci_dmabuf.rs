@@ -1,0 +1,461 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vfio-pci dma-buf exporter for PCI BAR memory.
+//!
+//! `VFIO_DEVICE_FEATURE_DMA_BUF` turns a list of page-aligned ranges of one
+//! memory BAR into a dma-buf, so that another device's driver can DMA into
+//! the BAR peer-to-peer. The buffer's bytes are the ranges concatenated in
+//! the order given.
+//!
+//! Importers must be dynamic (`move_notify`) and allow peer-to-peer; each
+//! gets DMA addresses for the path between its device and the BAR: PCI bus
+//! addresses through a switch, `dma_map_resource()` addresses through a host
+//! bridge that allows P2P, and a refusal otherwise.
+//!
+//! Access is revoked, with `move_notify`, whenever vfio-pci zaps the user's
+//! BAR mappings (memory decode off, resets, low power) and given back once
+//! the BAR is usable again; it is revoked for good when the device is
+//! closed. Locking: the device's `memory_lock` protects its list of buffers
+//! and each buffer's link to the device; each buffer's reservation lock
+//! protects its `revoked` state. The order is `memory_lock`, then the
+//! reservation lock.
+//!
+//! See `Documentation/driver-api/vfio-pci-dmabuf.rst`.
+
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use kernel::{
+    bindings,
+    ffi::{c_int, c_void},
+    prelude::*,
+    types::{Opaque, ScopeGuard},
+    uaccess::UserSlice,
+};
+
+mod vfio_pci_core_glue;
+#[allow(dead_code)]
+mod vfio_pci_dmabuf_ranges;
+
+use vfio_pci_core_glue::{
+    check_feature, free_sg_table, sg_entries, Attachment, Bar, CoreDevice, DmaBuf, MemoryLocked,
+    PciDevRef, Registration, SgTableBuilder,
+};
+use vfio_pci_dmabuf_ranges as ranges;
+use vfio_pci_dmabuf_ranges::{runs, validate, Range, RangeError, Segments, MAX_RANGES};
+
+const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
+
+/// `EOPNOTSUPP`, which `kernel::error::code` does not name in 6.12.
+fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as c_int))
+}
+
+/// `EOVERFLOW`, which `kernel::error::code` does not name in 6.12.
+fn eoverflow() -> Error {
+    Error::from_errno(-(bindings::EOVERFLOW as c_int))
+}
+
+/// Size of `struct vfio_device_feature_dma_buf` without its ranges.
+const HEADER_SIZE: usize = core::mem::size_of::<bindings::vfio_device_feature_dma_buf>();
+const RANGE_SIZE: usize = core::mem::size_of::<Range>();
+const _: () = assert!(RANGE_SIZE == core::mem::size_of::<bindings::vfio_region_dma_range>());
+const _: () = assert!(HEADER_SIZE == 16);
+
+/// The exporter's state of one dma-buf (its `priv`).
+struct Buffer {
+    /// Entry in the device's list while `registration` is set.
+    link: Opaque<bindings::list_head>,
+    /// The exporting device, until it is closed. Read and written under the
+    /// device's `memory_lock`; written once more, to clear it, by `close`.
+    registration: AtomicPtr<Registration>,
+    /// Whether importers are locked out. Written under the reservation lock.
+    revoked: AtomicBool,
+    /// The dma-buf, set right after export.
+    dmabuf: AtomicPtr<bindings::dma_buf>,
+    provider: PciDevRef,
+    bar: Bar,
+    ranges: KVVec<Range>,
+}
+
+impl Buffer {
+    fn dmabuf(&self) -> &DmaBuf<Buffer> {
+        // SAFETY: Set right after export, before the buffer is reachable
+        // from anywhere else; the dma-buf outlives its `priv`.
+        unsafe { DmaBuf::from_raw(self.dmabuf.load(Ordering::Relaxed)) }
+    }
+
+    /// Recovers the buffer from its list entry.
+    ///
+    /// # Safety
+    ///
+    /// `node` is the `link` of a live `Buffer`.
+    unsafe fn from_link<'a>(node: core::ptr::NonNull<bindings::list_head>) -> &'a Buffer {
+        let off = core::mem::offset_of!(Buffer, link);
+        // SAFETY: Per the caller, `node` is inside a `Buffer` at `off`.
+        unsafe { &*node.as_ptr().cast::<u8>().sub(off).cast::<Buffer>() }
+    }
+
+    /// Revokes access, or gives it back if `usable`; importers are told only
+    /// when the state changes. Synchronous: after a revoke their fences have
+    /// signalled.
+    fn set_usable(&self, usable: bool) {
+        let resv = self.dmabuf().lock();
+        if self.revoked.load(Ordering::Relaxed) == usable {
+            self.revoked.store(!usable, Ordering::Relaxed);
+            resv.move_notify();
+            if !usable {
+                resv.wait_idle();
+            }
+        }
+    }
+
+    /// Unlinks the buffer from its device and returns the registration, to
+    /// be dropped once `memory_lock` is released (dropping it may let the
+    /// device be freed).
+    fn detach(&self, locked: &MemoryLocked<'_>) -> Option<KBox<Registration>> {
+        let reg = self.registration.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        if reg.is_null() {
+            return None;
+        }
+        // SAFETY: A set registration means the buffer is on the list.
+        unsafe { locked.unlink(&self.link) };
+        // SAFETY: `reg` came from `KBox::into_raw` in `feature_dma_buf` and
+        // was taken out of the field above, so it is owned once.
+        Some(unsafe { KBox::from_raw(reg) })
+    }
+}
+
+/// Handles `VFIO_DEVICE_FEATURE` with `VFIO_DEVICE_FEATURE_DMA_BUF`.
+fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Result<c_int> {
+    if !dev.export_allowed() {
+        return Err(eopnotsupp());
+    }
+    if !check_feature(flags, argsz, bindings::VFIO_DEVICE_FEATURE_GET, HEADER_SIZE)? {
+        return Ok(0);
+    }
+
+    let mut reader = UserSlice::new(arg, argsz).reader();
+    let mut hdr = [0u8; HEADER_SIZE];
+    reader.read_slice(&mut hdr)?;
+    let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
+    let (region, open_flags, req_flags, nr) = (word(0), word(4), word(8), word(12));
+
+    if req_flags != 0 || nr == 0 {
+        return Err(EINVAL);
+    }
+    if nr > MAX_RANGES {
+        return Err(E2BIG);
+    }
+    let nr = nr as usize;
+    if argsz < HEADER_SIZE + nr * RANGE_SIZE {
+        return Err(EINVAL);
+    }
+    if region >= bindings::VFIO_PCI_ROM_REGION_INDEX {
+        return Err(ENODEV);
+    }
+    if open_flags & !(bindings::O_ACCMODE | bindings::O_CLOEXEC) != 0 {
+        return Err(EINVAL);
+    }
+    let bar = dev.pdev().memory_bar(region).ok_or(EINVAL)?;
+
+    let mut list = KVVec::<Range>::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
+    let spare = &mut list.spare_capacity_mut()[..nr];
+    // SAFETY: `spare` is `nr` uninitialised `Range`s; viewing them as
+    // `nr * RANGE_SIZE` uninitialised bytes is valid.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), nr * RANGE_SIZE)
+    };
+    reader.read_raw(bytes)?;
+    // SAFETY: The first `nr` elements were just written; any bytes are a
+    // valid `Range` (two integers).
+    unsafe { list.set_len(nr) };
+
+    let size = validate(&list, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
+        RangeError::Invalid => EINVAL,
+        RangeError::Overflow => eoverflow(),
+    })?;
+    let size = usize::try_from(size).map_err(|_| EINVAL)?;
+
+    let registration = KBox::new(dev.try_get_registration().ok_or(ENODEV)?, GFP_KERNEL)?;
+    let buffer = KBox::new(
+        Buffer {
+            link: Opaque::uninit(),
+            registration: AtomicPtr::new(core::ptr::null_mut()),
+            revoked: AtomicBool::new(true),
+            dmabuf: AtomicPtr::new(core::ptr::null_mut()),
+            provider: dev.pdev().get(),
+            bar,
+            ranges: list,
+        },
+        GFP_KERNEL,
+    )?;
+    let dmabuf = DmaBuf::export(&DMA_BUF_OPS, size, open_flags as c_int, buffer).map_err(|(e, _)| e)?;
+    // SAFETY: Just exported with a `Buffer`; we hold its only reference.
+    let dmabuf = unsafe { DmaBuf::<Buffer>::from_raw(dmabuf.as_ptr()) };
+    let buffer = dmabuf.data();
+    buffer.dmabuf.store(dmabuf.as_raw(), Ordering::Relaxed);
+
+    dev.with_memory_lock(|locked| {
+        let _resv = dmabuf.lock();
+        buffer.revoked.store(!locked.bar_usable(), Ordering::Relaxed);
+        buffer.registration.store(KBox::into_raw(registration), Ordering::Relaxed);
+        // SAFETY: The new buffer is on no list; `release` unlinks it.
+        unsafe { locked.link(&buffer.link) };
+    });
+
+    // SAFETY: `dmabuf` is a valid dma-buf we hold a reference on.
+    let fd = unsafe { bindings::dma_buf_fd(dmabuf.as_raw(), open_flags as c_int) };
+    if fd < 0 {
+        // SAFETY: Drops our only reference; `release` cleans up.
+        unsafe { bindings::dma_buf_put(dmabuf.as_raw()) };
+        return Err(Error::from_errno(fd));
+    }
+    Ok(fd)
+}
+
+/// Revokes (`revoke`) or restores access to every buffer of `locked`'s device.
+fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
+    let usable = !revoke && locked.bar_usable();
+    locked.for_each(|node| {
+        // SAFETY: Every node on the list is the link of a live buffer: release
+        // unlinks under the lock we hold.
+        let buffer = unsafe { Buffer::from_link(node) };
+        buffer.set_usable(usable);
+    });
+}
+
+/// Revokes every buffer of a closing device for good and detaches them.
+fn cleanup(locked: &MemoryLocked<'_>) {
+    locked.for_each(|node| {
+        // SAFETY: As in `move_all`.
+        let buffer = unsafe { Buffer::from_link(node) };
+        // A buffer whose file is being released is left to `release`, which
+        // waits for the lock we hold and unlinks it; it has no importers.
+        if let Some(_file) = buffer.dmabuf().try_get_file() {
+            buffer.set_usable(false);
+            // The closing caller holds its own reference on the device, so
+            // this one can go under the lock.
+            drop(buffer.detach(locked));
+        }
+    });
+}
+
+/// How an attachment's device reaches the BAR, decided at attach time.
+fn map_path(attach: &Attachment<Buffer>) -> bindings::pci_p2pdma_map_type {
+    attach.exporter_value() as bindings::pci_p2pdma_map_type
+}
+
+fn attach(attach: &Attachment<Buffer>) -> Result {
+    let buffer = attach.dmabuf().data();
+    if !attach.is_dynamic() || !attach.peer2peer() {
+        return Err(eopnotsupp());
+    }
+    if buffer.revoked.load(Ordering::Relaxed) {
+        return Err(ENODEV);
+    }
+    let path = buffer.provider.p2p_map_type(attach.dev());
+    match path {
+        bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR
+        | bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
+            attach.set_exporter_value(path as usize);
+            Ok(())
+        }
+        _ => Err(eopnotsupp()),
+    }
+}
+
+/// Builds the importer's table: one entry per segment of each contiguous
+/// run, at bus addresses or at addresses mapped through the DMA API.
+fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<*mut bindings::sg_table> {
+    let buffer = attach.dmabuf().data();
+    if buffer.revoked.load(Ordering::Relaxed) {
+        return Err(ENODEV);
+    }
+    let dev = attach.dev();
+    let limits = dev.dma_limits();
+    let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
+
+    // DMA address of each run, and the guard that unmaps them on failure.
+    let nruns = runs(&buffer.ranges).count();
+    let mut addrs = KVVec::<u64>::with_capacity(nruns, GFP_KERNEL)?;
+    let mut mapped = ScopeGuard::new_with_data(&mut addrs, |addrs: &mut KVVec<u64>| {
+        if !bus_path {
+            for (addr, run) in addrs.iter().zip(runs(&buffer.ranges)) {
+                dev.unmap_resource(*addr, run.length, dir);
+            }
+        }
+    });
+    for run in runs(&buffer.ranges) {
+        let addr = if bus_path {
+            buffer.bar.bus + run.offset
+        } else {
+            dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?
+        };
+        mapped.push(addr, GFP_KERNEL)?;
+    }
+
+    let segments = || {
+        mapped
+            .iter()
+            .zip(runs(&buffer.ranges))
+            .flat_map(move |(addr, run)| Segments::new(*addr, run.length, limits))
+    };
+    let mut table = SgTableBuilder::new(segments().count())?;
+    for (addr, len) in segments() {
+        table.push(addr, len, bus_path)?;
+    }
+    let sgt = table.finish()?;
+    mapped.dismiss();
+    Ok(sgt)
+}
+
+/// Undoes `map`: the DMA API mappings of each run, then the table.
+///
+/// # Safety
+///
+/// `sgt` was returned by `map` for `attach` and is not used afterwards.
+unsafe fn unmap(attach: &Attachment<Buffer>, sgt: *mut bindings::sg_table, dir: bindings::dma_data_direction) {
+    let buffer = attach.dmabuf().data();
+    if map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE {
+        // SAFETY: `sgt` is a live table from `map` (caller's contract).
+        let mut entries = unsafe { sg_entries(sgt) };
+        // Each run starts at its first entry and spans `run.length` bytes of
+        // consecutive entries, as `map` built it.
+        for run in runs(&buffer.ranges) {
+            let Some((addr, mut seen)) = entries.next().map(|(a, l)| (a, u64::from(l))) else {
+                break;
+            };
+            while seen < run.length {
+                match entries.next() {
+                    Some((_, l)) => seen += u64::from(l),
+                    None => break,
+                }
+            }
+            attach.dev().unmap_resource(addr, run.length, dir);
+        }
+    }
+    // SAFETY: Per the caller, `sgt` came from `map` and is not used again.
+    unsafe { free_sg_table(sgt) };
+}
+
+fn release(dmabuf: &DmaBuf<Buffer>) {
+    let buffer = dmabuf.data();
+    let reg = buffer.registration.load(Ordering::Relaxed);
+    if !reg.is_null() {
+        // SAFETY: The registration is ours until `detach` takes it, and
+        // `cleanup` skips buffers whose file is being released, so it stays
+        // set and keeps the device allocated.
+        let dev = unsafe { (*reg).dev() };
+        let reg = dev.with_memory_lock(|locked| buffer.detach(locked));
+        drop(reg);
+    }
+    // SAFETY: This is the release op; `buffer` is not used after this.
+    drop(unsafe { dmabuf.take_data() });
+}
+
+// ---- Entry points called from C -------------------------------------------
+
+/// `VFIO_DEVICE_FEATURE_DMA_BUF`: creates a dma-buf and returns its fd, or
+/// returns 0 for a PROBE, or a negative errno.
+///
+/// # Safety
+///
+/// `vdev` is an open vfio-pci core device, valid for the duration of the
+/// call; `arg` is a user pointer to `argsz` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_pci_core_feature_dma_buf(
+    vdev: *mut bindings::vfio_pci_core_device,
+    flags: u32,
+    arg: *mut c_void,
+    argsz: usize,
+) -> c_int {
+    // SAFETY: Valid for the call, per the contract above.
+    let dev = unsafe { CoreDevice::from_raw(vdev) };
+    match feature_dma_buf(dev, flags, arg as usize, argsz) {
+        Ok(v) => v,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Revokes (`revoked`) or, if the BARs are usable, restores every dma-buf of
+/// the device.
+///
+/// # Safety
+///
+/// `vdev` is a valid vfio-pci core device whose `memory_lock` the caller
+/// holds for writing.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_pci_dma_buf_move(vdev: *mut bindings::vfio_pci_core_device, revoked: bool) {
+    // SAFETY: Valid device with memory_lock held, per the contract above.
+    let locked = unsafe { MemoryLocked::assume(CoreDevice::from_raw(vdev)) };
+    move_all(&locked, revoked);
+}
+
+/// Revokes every dma-buf of a closing device for good and detaches them.
+///
+/// # Safety
+///
+/// `vdev` is a valid vfio-pci core device being closed; the caller does not
+/// hold its `memory_lock`.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_pci_dma_buf_cleanup(vdev: *mut bindings::vfio_pci_core_device) {
+    // SAFETY: Valid device, per the contract above.
+    unsafe { CoreDevice::from_raw(vdev) }.with_memory_lock(cleanup);
+}
+
+// ---- dma-buf ops ------------------------------------------------------------
+
+// SAFETY (all ops): the dma-buf core calls them with valid pointers to one of
+// our dma-bufs (exported with a `Buffer`) and its attachments.
+
+unsafe extern "C" fn op_attach(_dmabuf: *mut bindings::dma_buf, att: *mut bindings::dma_buf_attachment) -> c_int {
+    // SAFETY: See the ops comment.
+    match attach(unsafe { Attachment::from_raw(att) }) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+unsafe extern "C" fn op_pin(_att: *mut bindings::dma_buf_attachment) -> c_int {
+    // BAR memory cannot be pinned: access is revocable.
+    eopnotsupp().to_errno()
+}
+
+unsafe extern "C" fn op_unpin(_att: *mut bindings::dma_buf_attachment) {}
+
+unsafe extern "C" fn op_map(
+    att: *mut bindings::dma_buf_attachment,
+    dir: bindings::dma_data_direction,
+) -> *mut bindings::sg_table {
+    // SAFETY: See the ops comment; the reservation lock is held.
+    match map(unsafe { Attachment::from_raw(att) }, dir) {
+        Ok(sgt) => sgt,
+        Err(e) => e.to_ptr(),
+    }
+}
+
+unsafe extern "C" fn op_unmap(
+    att: *mut bindings::dma_buf_attachment,
+    sgt: *mut bindings::sg_table,
+    dir: bindings::dma_data_direction,
+) {
+    // SAFETY: See the ops comment; `sgt` is a table `op_map` returned for
+    // this attachment, handed back once.
+    unsafe { unmap(Attachment::from_raw(att), sgt, dir) }
+}
+
+unsafe extern "C" fn op_release(dmabuf: *mut bindings::dma_buf) {
+    // SAFETY: See the ops comment; called once, when the last reference goes.
+    release(unsafe { DmaBuf::from_raw(dmabuf) })
+}
+
+static DMA_BUF_OPS: bindings::dma_buf_ops = bindings::dma_buf_ops {
+    attach: Some(op_attach),
+    pin: Some(op_pin),
+    unpin: Some(op_unpin),
+    map_dma_buf: Some(op_map),
+    unmap_dma_buf: Some(op_unmap),
+    release: Some(op_release),
+    // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops are
+    // absent (NULL), so CPU access (mmap, vmap) is refused.
+    ..unsafe { core::mem::zeroed() }
+};

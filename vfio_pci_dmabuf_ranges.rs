@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Range validation and DMA segment planning for the vfio-pci dma-buf exporter.
+//!
+//! Pure logic with no kernel dependencies (only `core`), so that the same
+//! file is compiled into `vfio-pci-core` and tested on the host with
+//! `cargo test` (see `tools/testing/selftests/vfio/ranges/`).
+//!
+//! A request names ranges of one BAR. [`validate`] checks them against the
+//! BAR and returns the buffer size. [`runs`] merges ranges that follow each
+//! other in the BAR into physically contiguous runs, and [`Segments`] cuts a
+//! run, once given its DMA address, into scatter-gather entries that respect
+//! the importer's maximum segment size and segment boundary.
+
+// Items are `pub` for the host crate; in the kernel the module is private.
+#![allow(unreachable_pub)]
+
+/// Most ranges one request may carry: 262144 (`1 << 18`), 1 GiB of 4 KiB
+/// pages. The range list is kept for the buffer's lifetime (16 bytes a range).
+pub const MAX_RANGES: u32 = 1 << 18;
+
+/// One range of a BAR, as in `struct vfio_region_dma_range`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    /// Offset of the range from the start of the BAR, in bytes.
+    pub offset: u64,
+    /// Length of the range in bytes.
+    pub length: u64,
+}
+
+/// Why [`validate`] refused a range list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// Empty range, unaligned offset or length, range past the end of the
+    /// BAR, or a total size that does not fit (`EINVAL`).
+    Invalid,
+    /// `offset + length` of one range overflows (`EOVERFLOW`).
+    Overflow,
+}
+
+/// Checks `ranges` against a BAR of `bar_size` bytes and returns the total
+/// length of the buffer (the sum of the lengths).
+///
+/// Every range must be non-empty, start and end on a multiple of `page_size`
+/// (a power of two) and lie inside the BAR. Ranges may overlap and come in
+/// any order. An empty list is refused.
+pub fn validate(ranges: &[Range], bar_size: u64, page_size: u64) -> Result<u64, RangeError> {
+    let mask = page_size - 1;
+    let mut total: u64 = 0;
+
+    if ranges.is_empty() {
+        return Err(RangeError::Invalid);
+    }
+    for r in ranges {
+        if r.length == 0 || (r.offset | r.length) & mask != 0 {
+            return Err(RangeError::Invalid);
+        }
+        let end = r.offset.checked_add(r.length).ok_or(RangeError::Overflow)?;
+        if end > bar_size {
+            return Err(RangeError::Invalid);
+        }
+        total = total.checked_add(r.length).ok_or(RangeError::Invalid)?;
+    }
+    Ok(total)
+}
+
+/// Iterator over the physically contiguous runs of a range list: ranges
+/// where each one starts where the previous one ended are merged into one.
+/// The concatenation of the runs covers the same bytes, in the same order,
+/// as the ranges.
+#[derive(Clone)]
+pub struct Runs<'a> {
+    rest: &'a [Range],
+}
+
+/// Returns the contiguous runs of `ranges` (see [`Runs`]).
+pub fn runs(ranges: &[Range]) -> Runs<'_> {
+    Runs { rest: ranges }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = Range;
+
+    fn next(&mut self) -> Option<Range> {
+        let (first, mut rest) = self.rest.split_first()?;
+        let mut run = *first;
+        while let Some((r, tail)) = rest.split_first() {
+            // Validated ranges end inside the BAR, so this cannot overflow.
+            if run.offset.wrapping_add(run.length) != r.offset {
+                break;
+            }
+            run.length += r.length;
+            rest = tail;
+        }
+        self.rest = rest;
+        Some(run)
+    }
+}
+
+/// DMA segment limits of an importing device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest segment, as `dma_get_max_seg_size()` (0 is taken as 4 GiB - 1).
+    pub max_seg: u32,
+    /// Segment boundary mask, as `dma_get_seg_boundary()`: no segment may
+    /// cross an address that is a multiple of `boundary_mask + 1`.
+    pub boundary_mask: u64,
+}
+
+/// Iterator over the scatter-gather segments `(dma_address, length)` of one
+/// contiguous run at a DMA address: each segment is at most
+/// [`Limits::max_seg`] long and does not cross a segment boundary.
+#[derive(Clone)]
+pub struct Segments {
+    addr: u64,
+    left: u64,
+    limits: Limits,
+}
+
+impl Segments {
+    /// Segments of `length` bytes starting at DMA address `addr`.
+    pub fn new(addr: u64, length: u64, limits: Limits) -> Self {
+        Segments {
+            addr,
+            left: length,
+            limits,
+        }
+    }
+}
+
+impl Iterator for Segments {
+    type Item = (u64, u32);
+
+    fn next(&mut self) -> Option<(u64, u32)> {
+        if self.left == 0 {
+            return None;
+        }
+        let max_seg = match self.limits.max_seg {
+            0 => u32::MAX,
+            m => m,
+        };
+        let mut len = self.left.min(u64::from(max_seg));
+        // Bytes from `addr` to the next boundary; `None` when that is 2^64.
+        let to_boundary = (self.limits.boundary_mask - (self.addr & self.limits.boundary_mask))
+            .checked_add(1);
+        if let Some(b) = to_boundary {
+            len = len.min(b);
+        }
+        let seg = (self.addr, len as u32);
+        self.addr = self.addr.wrapping_add(len);
+        self.left -= len;
+        Some(seg)
+    }
+}
