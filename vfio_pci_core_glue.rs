@@ -67,7 +67,12 @@ extern "C" {
 
 /// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
 /// successful PROBE, an error for anything else.
-pub(crate) fn check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool> {
+pub(crate) fn check_feature(
+    flags: u32,
+    argsz: usize,
+    supported: u32,
+    minsz: usize,
+) -> Result<bool> {
     // SAFETY: Plain values; the function only compares them.
     let ret = unsafe { vfio_pci_dmabuf_shim_check_feature(flags, argsz, supported, minsz) };
     to_result(ret)?;
@@ -222,7 +227,9 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         // SAFETY: We own one registration reference (type invariant).
-        unsafe { bindings::vfio_device_put_registration(ptr::addr_of_mut!((*self.0.as_ptr()).vdev)) }
+        unsafe {
+            bindings::vfio_device_put_registration(ptr::addr_of_mut!((*self.0.as_ptr()).vdev))
+        }
     }
 }
 
@@ -320,17 +327,31 @@ impl Device {
         let (mut max_seg, mut boundary_mask) = (0, 0);
         // SAFETY: Valid device; out pointers are locals.
         unsafe { vfio_pci_dmabuf_shim_dma_limits(self.as_raw(), &mut max_seg, &mut boundary_mask) };
-        crate::ranges::Limits { max_seg, boundary_mask }
+        crate::ranges::Limits {
+            max_seg,
+            boundary_mask,
+        }
     }
 
     /// Maps `len` bytes of MMIO at CPU physical address `phys` for DMA by this
     /// device (`dma_map_resource()`); returns the DMA address.
-    pub(crate) fn map_resource(&self, phys: u64, len: u64, dir: bindings::dma_data_direction) -> Result<u64> {
+    pub(crate) fn map_resource(
+        &self,
+        phys: u64,
+        len: u64,
+        dir: bindings::dma_data_direction,
+    ) -> Result<u64> {
         let len = usize::try_from(len)?;
         // SAFETY: Valid device. Mapping MMIO has no memory-safety
         // requirement; the caller unmaps with `unmap_resource`.
         let addr = unsafe {
-            bindings::dma_map_resource(self.as_raw(), phys, len, dir, bindings::DMA_ATTR_SKIP_CPU_SYNC as usize)
+            bindings::dma_map_resource(
+                self.as_raw(),
+                phys,
+                len,
+                dir,
+                bindings::DMA_ATTR_SKIP_CPU_SYNC as usize,
+            )
         };
         // SAFETY: Valid device; `addr` was just returned for it.
         if unsafe { vfio_pci_dmabuf_shim_mapping_error(self.as_raw(), addr) } != 0 {
@@ -344,7 +365,13 @@ impl Device {
         // SAFETY: Valid device; (addr, len, dir) is a mapping made by
         // `map_resource` (caller's contract), unmapped once.
         unsafe {
-            bindings::dma_unmap_resource(self.as_raw(), addr, len as usize, dir, bindings::DMA_ATTR_SKIP_CPU_SYNC as usize)
+            bindings::dma_unmap_resource(
+                self.as_raw(),
+                addr,
+                len as usize,
+                dir,
+                bindings::DMA_ATTR_SKIP_CPU_SYNC as usize,
+            )
         }
     }
 }
@@ -386,11 +413,11 @@ impl<T> DmaBuf<T> {
         // SAFETY: `ops` is a static ops table, `raw` a valid allocation.
         let ret = unsafe { vfio_pci_dmabuf_shim_export(ops, size, flags, raw.cast()) };
         match from_err_ptr(ret) {
-            Ok(p) => NonNull::new(p).ok_or((EINVAL, {
+            Ok(p) => NonNull::new(p).ok_or_else(|| {
                 // SAFETY: dma_buf_export() never returns NULL; if it did, it
                 // did not take `raw`, which came from `KBox::into_raw` above.
-                unsafe { KBox::from_raw(raw) }
-            })),
+                (EINVAL, unsafe { KBox::from_raw(raw) })
+            }),
             // SAFETY: On failure dma_buf_export() did not keep `raw`, which
             // came from `KBox::into_raw` above.
             Err(e) => Err((e, unsafe { KBox::from_raw(raw) })),
@@ -544,11 +571,18 @@ impl SgTableBuilder {
     pub(crate) fn new(nents: usize) -> Result<Self> {
         let nents = u32::try_from(nents).map_err(|_| E2BIG)?;
         // SAFETY: All-zero is a valid, empty `sg_table`.
-        let mut table = KBox::new(unsafe { core::mem::zeroed::<bindings::sg_table>() }, GFP_KERNEL)?;
+        let mut table = KBox::new(
+            unsafe { core::mem::zeroed::<bindings::sg_table>() },
+            GFP_KERNEL,
+        )?;
         // SAFETY: `table` is a valid empty table.
         to_result(unsafe { bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL) })?;
         let next = table.sgl;
-        Ok(SgTableBuilder { table, next, left: nents })
+        Ok(SgTableBuilder {
+            table,
+            next,
+            left: nents,
+        })
     }
 
     /// Fills the next entry.
@@ -566,8 +600,12 @@ impl SgTableBuilder {
             }
         }
         self.left -= 1;
-        // SAFETY: `sg` is an entry of a valid table; NULL after the last.
-        self.next = if self.left == 0 { ptr::null_mut() } else { unsafe { bindings::sg_next(sg) } };
+        self.next = if self.left == 0 {
+            ptr::null_mut()
+        } else {
+            // SAFETY: `sg` is an entry of a valid table, not the last one.
+            unsafe { bindings::sg_next(sg) }
+        };
         Ok(())
     }
 

@@ -112,7 +112,9 @@ impl Buffer {
     /// be dropped once `memory_lock` is released (dropping it may let the
     /// device be freed).
     fn detach(&self, locked: &MemoryLocked<'_>) -> Option<KBox<Registration>> {
-        let reg = self.registration.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        let reg = self
+            .registration
+            .swap(core::ptr::null_mut(), Ordering::Relaxed);
         if reg.is_null() {
             return None;
         }
@@ -161,9 +163,8 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     let spare = &mut list.spare_capacity_mut()[..nr];
     // SAFETY: `spare` is `nr` uninitialised `Range`s; viewing them as
     // `nr * RANGE_SIZE` uninitialised bytes is valid.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), nr * RANGE_SIZE)
-    };
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), nr * RANGE_SIZE) };
     reader.read_raw(bytes)?;
     // SAFETY: The first `nr` elements were just written; any bytes are a
     // valid `Range` (two integers).
@@ -188,7 +189,8 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         },
         GFP_KERNEL,
     )?;
-    let dmabuf = DmaBuf::export(&DMA_BUF_OPS, size, open_flags as c_int, buffer).map_err(|(e, _)| e)?;
+    let dmabuf =
+        DmaBuf::export(&DMA_BUF_OPS, size, open_flags as c_int, buffer).map_err(|(e, _)| e)?;
     // SAFETY: Just exported with a `Buffer`; we hold its only reference.
     let dmabuf = unsafe { DmaBuf::<Buffer>::from_raw(dmabuf.as_ptr()) };
     let buffer = dmabuf.data();
@@ -196,8 +198,12 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
 
     dev.with_memory_lock(|locked| {
         let _resv = dmabuf.lock();
-        buffer.revoked.store(!locked.bar_usable(), Ordering::Relaxed);
-        buffer.registration.store(KBox::into_raw(registration), Ordering::Relaxed);
+        buffer
+            .revoked
+            .store(!locked.bar_usable(), Ordering::Relaxed);
+        buffer
+            .registration
+            .store(KBox::into_raw(registration), Ordering::Relaxed);
         // SAFETY: The new buffer is on no list; `release` unlinks it.
         unsafe { locked.link(&buffer.link) };
     });
@@ -265,7 +271,10 @@ fn attach(attach: &Attachment<Buffer>) -> Result {
 
 /// Builds the importer's table: one entry per segment of each contiguous
 /// run, at bus addresses or at addresses mapped through the DMA API.
-fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<*mut bindings::sg_table> {
+fn map(
+    attach: &Attachment<Buffer>,
+    dir: bindings::dma_data_direction,
+) -> Result<*mut bindings::sg_table> {
     let buffer = attach.dmabuf().data();
     if buffer.revoked.load(Ordering::Relaxed) {
         return Err(ENODEV);
@@ -313,7 +322,11 @@ fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result
 /// # Safety
 ///
 /// `sgt` was returned by `map` for `attach` and is not used afterwards.
-unsafe fn unmap(attach: &Attachment<Buffer>, sgt: *mut bindings::sg_table, dir: bindings::dma_data_direction) {
+unsafe fn unmap(
+    attach: &Attachment<Buffer>,
+    sgt: *mut bindings::sg_table,
+    dir: bindings::dma_data_direction,
+) {
     let buffer = attach.dmabuf().data();
     if map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE {
         // SAFETY: `sgt` is a live table from `map` (caller's contract).
@@ -384,7 +397,10 @@ pub unsafe extern "C" fn vfio_pci_core_feature_dma_buf(
 /// `vdev` is a valid vfio-pci core device whose `memory_lock` the caller
 /// holds for writing.
 #[no_mangle]
-pub unsafe extern "C" fn vfio_pci_dma_buf_move(vdev: *mut bindings::vfio_pci_core_device, revoked: bool) {
+pub unsafe extern "C" fn vfio_pci_dma_buf_move(
+    vdev: *mut bindings::vfio_pci_core_device,
+    revoked: bool,
+) {
     // SAFETY: Valid device with memory_lock held, per the contract above.
     let locked = unsafe { MemoryLocked::assume(CoreDevice::from_raw(vdev)) };
     move_all(&locked, revoked);
@@ -404,47 +420,71 @@ pub unsafe extern "C" fn vfio_pci_dma_buf_cleanup(vdev: *mut bindings::vfio_pci_
 
 // ---- dma-buf ops ------------------------------------------------------------
 
-// SAFETY (all ops): the dma-buf core calls them with valid pointers to one of
-// our dma-bufs (exported with a `Buffer`) and its attachments.
+// The ops are called by the dma-buf core only, with valid pointers to one of
+// our dma-bufs (exported with a `Buffer`) and its attachments; each one's
+// `# Safety` section says what else the core guarantees.
 
-unsafe extern "C" fn op_attach(_dmabuf: *mut bindings::dma_buf, att: *mut bindings::dma_buf_attachment) -> c_int {
-    // SAFETY: See the ops comment.
+/// # Safety
+///
+/// `att` is a new attachment to a dma-buf exported by `feature_dma_buf`.
+unsafe extern "C" fn op_attach(
+    _dmabuf: *mut bindings::dma_buf,
+    att: *mut bindings::dma_buf_attachment,
+) -> c_int {
+    // SAFETY: Per the function's contract.
     match attach(unsafe { Attachment::from_raw(att) }) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
 }
 
+/// # Safety
+///
+/// Any pointer: it is not used.
 unsafe extern "C" fn op_pin(_att: *mut bindings::dma_buf_attachment) -> c_int {
     // BAR memory cannot be pinned: access is revocable.
     eopnotsupp().to_errno()
 }
 
+/// # Safety
+///
+/// Any pointer: it is not used.
 unsafe extern "C" fn op_unpin(_att: *mut bindings::dma_buf_attachment) {}
 
+/// # Safety
+///
+/// `att` is an attachment made by `op_attach`, whose dma-buf's reservation
+/// lock the caller holds.
 unsafe extern "C" fn op_map(
     att: *mut bindings::dma_buf_attachment,
     dir: bindings::dma_data_direction,
 ) -> *mut bindings::sg_table {
-    // SAFETY: See the ops comment; the reservation lock is held.
+    // SAFETY: Per the function's contract.
     match map(unsafe { Attachment::from_raw(att) }, dir) {
         Ok(sgt) => sgt,
         Err(e) => e.to_ptr(),
     }
 }
 
+/// # Safety
+///
+/// `att` is an attachment made by `op_attach` and `sgt` a table `op_map`
+/// returned for it, handed back once.
 unsafe extern "C" fn op_unmap(
     att: *mut bindings::dma_buf_attachment,
     sgt: *mut bindings::sg_table,
     dir: bindings::dma_data_direction,
 ) {
-    // SAFETY: See the ops comment; `sgt` is a table `op_map` returned for
-    // this attachment, handed back once.
+    // SAFETY: Per the function's contract.
     unsafe { unmap(Attachment::from_raw(att), sgt, dir) }
 }
 
+/// # Safety
+///
+/// `dmabuf` was exported by `feature_dma_buf`; called once, when its last
+/// reference is dropped.
 unsafe extern "C" fn op_release(dmabuf: *mut bindings::dma_buf) {
-    // SAFETY: See the ops comment; called once, when the last reference goes.
+    // SAFETY: Per the function's contract.
     release(unsafe { DmaBuf::from_raw(dmabuf) })
 }
 

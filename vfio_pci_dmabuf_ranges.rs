@@ -142,8 +142,8 @@ impl Iterator for Segments {
         };
         let mut len = self.left.min(u64::from(max_seg));
         // Bytes from `addr` to the next boundary; `None` when that is 2^64.
-        let to_boundary = (self.limits.boundary_mask - (self.addr & self.limits.boundary_mask))
-            .checked_add(1);
+        let to_boundary =
+            (self.limits.boundary_mask - (self.addr & self.limits.boundary_mask)).checked_add(1);
         if let Some(b) = to_boundary {
             len = len.min(b);
         }

@@ -10,10 +10,14 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
+#include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
 
+#include "vfio_pci_dmabuf.h"
 #include "vfio_pci_priv.h"
+
+MODULE_IMPORT_NS(DMA_BUF);
 
 /* Wait this long for an importer's fences after a revoke, then complain. */
 #define VFIO_PCI_DMABUF_FENCE_TIMEOUT_MS	10000

@@ -5,7 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web clang lld llvm
+DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web clang lld llvm
       flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3
       qemu-system-x86 busybox-static xz-utils make gcc libc6-dev)
 
@@ -46,8 +46,7 @@ fi
 
 if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; then
 	log "installing bindgen-cli $BINDGEN_VERSION into $TOOLS"
-	command -v cargo >/dev/null || die "cargo is needed to install bindgen-cli"
-	cargo install --locked --quiet --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
+	/usr/bin/cargo install --locked --quiet --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
 [ ${#missing[@]} -gt 0 ] || log "set-up: everything present"

@@ -67,7 +67,8 @@ cd "$REPO"
 for f in Kconfig Makefile *.c *.h *.rs; do
 	[ -f "$f" ] && place "$f" "$TREE/drivers/vfio/pci/$f"
 done
-if [ -d Documentation ]; then
-	find Documentation -type f | while read -r f; do place "$f" "$TREE/$f"; done
-fi
+# Documentation and the selftests mirror their place in the tree.
+git ls-files --cached --others --exclude-standard Documentation \
+		tools/testing/selftests/vfio 2>/dev/null |
+	while read -r f; do [ -f "$f" ] && place "$f" "$TREE/$f"; done
 echo "$TREE"

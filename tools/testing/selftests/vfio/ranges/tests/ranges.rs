@@ -17,53 +17,102 @@ fn validate_errno_rows() {
     assert_eq!(validate(&[], bar, PAGE), Err(RangeError::Invalid));
     assert_eq!(validate(&[r(0, 0)], bar, PAGE), Err(RangeError::Invalid));
     assert_eq!(validate(&[r(1, PAGE)], bar, PAGE), Err(RangeError::Invalid));
-    assert_eq!(validate(&[r(0, PAGE + 1)], bar, PAGE), Err(RangeError::Invalid));
-    assert_eq!(validate(&[r(u64::MAX - PAGE + 1, PAGE)], bar, PAGE), Err(RangeError::Overflow));
-    assert_eq!(validate(&[r(bar, PAGE)], bar, PAGE), Err(RangeError::Invalid));
-    assert_eq!(validate(&[r(bar - PAGE, 2 * PAGE)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(
+        validate(&[r(0, PAGE + 1)], bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[r(u64::MAX - PAGE + 1, PAGE)], bar, PAGE),
+        Err(RangeError::Overflow)
+    );
+    assert_eq!(
+        validate(&[r(bar, PAGE)], bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[r(bar - PAGE, 2 * PAGE)], bar, PAGE),
+        Err(RangeError::Invalid)
+    );
     // The last page of the BAR is fine, one past it is not.
     assert_eq!(validate(&[r(bar - PAGE, PAGE)], bar, PAGE), Ok(PAGE));
     // Total overflow with ranges that are each valid in a huge BAR.
     let huge = 1u64 << 63;
-    assert_eq!(validate(&[r(0, huge), r(0, huge)], u64::MAX, PAGE), Err(RangeError::Invalid));
+    assert_eq!(
+        validate(&[r(0, huge), r(0, huge)], u64::MAX, PAGE),
+        Err(RangeError::Invalid)
+    );
     // Overlapping and repeated ranges are allowed; the size is the sum.
-    assert_eq!(validate(&[r(0, 2 * PAGE), r(PAGE, PAGE), r(0, 2 * PAGE)], bar, PAGE), Ok(5 * PAGE));
+    assert_eq!(
+        validate(&[r(0, 2 * PAGE), r(PAGE, PAGE), r(0, 2 * PAGE)], bar, PAGE),
+        Ok(5 * PAGE)
+    );
 }
 
 #[test]
 fn max_ranges_is_documented_value() {
     assert_eq!(MAX_RANGES, 262_144);
     let v: Vec<Range> = (0..MAX_RANGES as u64).map(|i| r(i * PAGE, PAGE)).collect();
-    assert_eq!(validate(&v, MAX_RANGES as u64 * PAGE, PAGE), Ok(MAX_RANGES as u64 * PAGE));
+    assert_eq!(
+        validate(&v, MAX_RANGES as u64 * PAGE, PAGE),
+        Ok(MAX_RANGES as u64 * PAGE)
+    );
     // Page-sized ranges that follow each other merge into one run.
     assert_eq!(runs(&v).count(), 1);
 }
 
 #[test]
 fn merging() {
-    let v = [r(0, PAGE), r(PAGE, PAGE), r(4 * PAGE, PAGE), r(5 * PAGE, PAGE), r(0, PAGE)];
+    let v = [
+        r(0, PAGE),
+        r(PAGE, PAGE),
+        r(4 * PAGE, PAGE),
+        r(5 * PAGE, PAGE),
+        r(0, PAGE),
+    ];
     let got: Vec<Range> = runs(&v).collect();
     assert_eq!(got, vec![r(0, 2 * PAGE), r(4 * PAGE, 2 * PAGE), r(0, PAGE)]);
 }
 
 #[test]
 fn splitting() {
-    let lim = Limits { max_seg: 65536, boundary_mask: u64::MAX };
+    let lim = Limits {
+        max_seg: 65536,
+        boundary_mask: u64::MAX,
+    };
     let s: Vec<(u64, u32)> = Segments::new(0x1000_0000, 3 * 65536 + PAGE, lim).collect();
-    assert_eq!(s, vec![(0x1000_0000, 65536), (0x1001_0000, 65536), (0x1002_0000, 65536), (0x1003_0000, 4096)]);
-    let lim = Limits { max_seg: u32::MAX, boundary_mask: 0xffff };
+    assert_eq!(
+        s,
+        vec![
+            (0x1000_0000, 65536),
+            (0x1001_0000, 65536),
+            (0x1002_0000, 65536),
+            (0x1003_0000, 4096)
+        ]
+    );
+    let lim = Limits {
+        max_seg: u32::MAX,
+        boundary_mask: 0xffff,
+    };
     let s: Vec<(u64, u32)> = Segments::new(0xf000, 0x12000, lim).collect();
-    assert_eq!(s, vec![(0xf000, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]);
+    assert_eq!(
+        s,
+        vec![(0xf000, 0x1000), (0x10000, 0x10000), (0x20000, 0x1000)]
+    );
     // max_seg 0 means no limit below 4 GiB - 1; the top of the address space
     // with no boundary does not overflow.
-    let lim = Limits { max_seg: 0, boundary_mask: u64::MAX };
+    let lim = Limits {
+        max_seg: 0,
+        boundary_mask: u64::MAX,
+    };
     let s: Vec<(u64, u32)> = Segments::new(u64::MAX - 2 * PAGE + 1, 2 * PAGE, lim).collect();
     assert_eq!(s, vec![(u64::MAX - 2 * PAGE + 1, 2 * PAGE as u32)]);
 }
 
 /// Reference model: the buffer's bytes, as BAR offsets, one per page.
 fn pages_of_ranges(v: &[Range]) -> Vec<u64> {
-    v.iter().flat_map(|r| (0..r.length / PAGE).map(move |i| r.offset + i * PAGE)).collect()
+    v.iter()
+        .flat_map(|r| (0..r.length / PAGE).map(move |i| r.offset + i * PAGE))
+        .collect()
 }
 
 fn ranges_strategy() -> impl Strategy<Value = Vec<Range>> {

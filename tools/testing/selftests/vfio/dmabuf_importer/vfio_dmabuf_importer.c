@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Test importer for the vfio-pci dma-buf exporter.
+ *
+ * Imports a dma-buf on behalf of a chosen PCI device (or, to test refusals,
+ * as a static importer, without peer-to-peer, or for a non-PCI device),
+ * maps it and returns the DMA segments to user space, counts move_notify
+ * calls and drops its mapping on each of them, as a real dynamic importer
+ * must.  See vfio_dmabuf_importer.h for the interface.
+ */
+
+#include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
+#include <linux/dma-resv.h>
+#include <linux/iommu.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "vfio_dmabuf_importer.h"
+
+struct vdi {
+	struct mutex lock;		/* serialises ioctls */
+	struct dma_buf *dmabuf;
+	struct dma_buf_attachment *attach;
+	struct sg_table *sgt;		/* under the reservation lock */
+	struct pci_dev *pdev;		/* importing device, if PCI */
+	atomic64_t move_notify;
+	bool limits_saved;
+	unsigned int saved_max_seg;
+	unsigned long saved_boundary;
+};
+
+static struct miscdevice vdi_misc;
+
+static void vdi_unmap_locked(struct vdi *v)
+{
+	dma_resv_assert_held(v->dmabuf->resv);
+	if (v->sgt) {
+		dma_buf_unmap_attachment(v->attach, v->sgt, DMA_BIDIRECTIONAL);
+		v->sgt = NULL;
+	}
+}
+
+static void vdi_move_notify(struct dma_buf_attachment *attach)
+{
+	struct vdi *v = attach->importer_priv;
+
+	atomic64_inc(&v->move_notify);
+	vdi_unmap_locked(v);
+}
+
+static const struct dma_buf_attach_ops vdi_p2p_ops = {
+	.allow_peer2peer = true,
+	.move_notify = vdi_move_notify,
+};
+
+static const struct dma_buf_attach_ops vdi_no_p2p_ops = {
+	.allow_peer2peer = false,
+	.move_notify = vdi_move_notify,
+};
+
+static void vdi_detach(struct vdi *v)
+{
+	if (!v->attach)
+		return;
+	dma_resv_lock(v->dmabuf->resv, NULL);
+	vdi_unmap_locked(v);
+	dma_resv_unlock(v->dmabuf->resv);
+	dma_buf_detach(v->dmabuf, v->attach);
+	dma_buf_put(v->dmabuf);
+	v->attach = NULL;
+	v->dmabuf = NULL;
+	if (v->pdev) {
+		if (v->limits_saved) {
+			dma_set_max_seg_size(&v->pdev->dev, v->saved_max_seg);
+			dma_set_seg_boundary(&v->pdev->dev, v->saved_boundary);
+			v->limits_saved = false;
+		}
+		pci_dev_put(v->pdev);
+		v->pdev = NULL;
+	}
+}
+
+static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
+{
+	struct dma_buf_attachment *attach;
+	unsigned int domain, bus, slot, fn;
+	struct vdi_attach a;
+	struct device *dev;
+	int ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI))
+		return -EINVAL;
+	if (v->attach)
+		return -EBUSY;
+
+	if (a.flags & VDI_NON_PCI) {
+		dev = vdi_misc.this_device;
+	} else {
+		a.bdf[sizeof(a.bdf) - 1] = 0;
+		if (sscanf(a.bdf, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4)
+			return -EINVAL;
+		v->pdev = pci_get_domain_bus_and_slot(domain, bus,
+						      PCI_DEVFN(slot, fn));
+		if (!v->pdev)
+			return -ENODEV;
+		dev = &v->pdev->dev;
+	}
+
+	v->dmabuf = dma_buf_get(a.fd);
+	if (IS_ERR(v->dmabuf)) {
+		ret = PTR_ERR(v->dmabuf);
+		goto err_pdev;
+	}
+
+	if (a.flags & VDI_STATIC)
+		attach = dma_buf_attach(v->dmabuf, dev);
+	else
+		attach = dma_buf_dynamic_attach(v->dmabuf, dev,
+						(a.flags & VDI_NO_P2P) ?
+						&vdi_no_p2p_ops : &vdi_p2p_ops,
+						v);
+	if (IS_ERR(attach)) {
+		ret = PTR_ERR(attach);
+		goto err_put;
+	}
+	v->attach = attach;
+	return 0;
+
+err_put:
+	dma_buf_put(v->dmabuf);
+err_pdev:
+	v->dmabuf = NULL;
+	pci_dev_put(v->pdev);
+	v->pdev = NULL;
+	return ret;
+}
+
+/* Most segments returned by one VDI_IOC_MAP. */
+#define VDI_MAX_SEGMENTS	(1024 * 1024)
+
+static int vdi_map(struct vdi *v, struct vdi_map __user *uarg)
+{
+	struct iommu_domain *domain;
+	struct vdi_segment *segs;
+	struct scatterlist *sg;
+	struct vdi_map m;
+	unsigned int i, n;
+	int ret = 0;
+
+	if (!v->attach)
+		return -ENOTCONN;
+	if (copy_from_user(&m, uarg, sizeof(m)))
+		return -EFAULT;
+	m.max = min(m.max, VDI_MAX_SEGMENTS);
+	/* Filled under the reservation lock, copied out after it. */
+	segs = kvcalloc(m.max ?: 1, sizeof(*segs), GFP_KERNEL);
+	if (!segs)
+		return -ENOMEM;
+
+	dma_resv_lock(v->dmabuf->resv, NULL);
+	if (v->sgt) {
+		ret = -EBUSY;
+		goto unlock;
+	}
+	v->sgt = dma_buf_map_attachment(v->attach, DMA_BIDIRECTIONAL);
+	if (IS_ERR(v->sgt)) {
+		ret = PTR_ERR(v->sgt);
+		v->sgt = NULL;
+		goto unlock;
+	}
+	domain = iommu_get_domain_for_dev(v->attach->dev);
+	if (domain && !(domain->type & __IOMMU_DOMAIN_PAGING))
+		domain = NULL;
+	m.nents = v->sgt->nents;
+	for_each_sgtable_dma_sg(v->sgt, sg, i) {
+		if (i >= m.max)
+			break;
+		segs[i].addr = sg_dma_address(sg);
+		segs[i].len = sg_dma_len(sg);
+		segs[i].bus_addr = sg_dma_is_bus_address(sg);
+		segs[i].phys = (domain && !segs[i].bus_addr) ?
+			       iommu_iova_to_phys(domain, segs[i].addr) :
+			       segs[i].addr;
+	}
+unlock:
+	dma_resv_unlock(v->dmabuf->resv);
+	if (!ret) {
+		n = min(m.nents, m.max);
+		if (copy_to_user(u64_to_user_ptr(m.segments), segs,
+				 (size_t)n * sizeof(*segs)) ||
+		    copy_to_user(uarg, &m, sizeof(m)))
+			ret = -EFAULT;
+	}
+	kvfree(segs);
+	return ret;
+}
+
+static int vdi_set_limits(struct vdi *v, struct vdi_limits __user *uarg)
+{
+	struct vdi_limits l;
+
+	if (!v->pdev)
+		return -ENOTCONN;
+	if (copy_from_user(&l, uarg, sizeof(l)))
+		return -EFAULT;
+	if (!v->limits_saved) {
+		v->saved_max_seg = dma_get_max_seg_size(&v->pdev->dev);
+		v->saved_boundary = dma_get_seg_boundary(&v->pdev->dev);
+		v->limits_saved = true;
+	}
+	if (!v->pdev->dev.dma_parms)
+		return -EIO;
+	dma_set_max_seg_size(&v->pdev->dev, l.max_seg);
+	dma_set_seg_boundary(&v->pdev->dev, l.boundary_mask);
+	return 0;
+}
+
+static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct vdi *v = file->private_data;
+	void __user *uarg = (void __user *)arg;
+	struct vdi_info info = {};
+	long ret = 0;
+
+	mutex_lock(&v->lock);
+	switch (cmd) {
+	case VDI_IOC_ATTACH:
+		ret = vdi_attach(v, uarg);
+		break;
+	case VDI_IOC_MAP:
+		ret = vdi_map(v, uarg);
+		break;
+	case VDI_IOC_UNMAP:
+		if (!v->attach) {
+			ret = -ENOTCONN;
+			break;
+		}
+		dma_resv_lock(v->dmabuf->resv, NULL);
+		if (!v->sgt)
+			ret = -ENOENT;
+		vdi_unmap_locked(v);
+		dma_resv_unlock(v->dmabuf->resv);
+		break;
+	case VDI_IOC_DETACH:
+		if (!v->attach)
+			ret = -ENOTCONN;
+		vdi_detach(v);
+		break;
+	case VDI_IOC_INFO:
+		info.move_notify = atomic64_read(&v->move_notify);
+		if (v->attach) {
+			dma_resv_lock(v->dmabuf->resv, NULL);
+			info.mapped = !!v->sgt;
+			dma_resv_unlock(v->dmabuf->resv);
+		}
+		if (copy_to_user(uarg, &info, sizeof(info)))
+			ret = -EFAULT;
+		break;
+	case VDI_IOC_SET_LIMITS:
+		ret = vdi_set_limits(v, uarg);
+		break;
+	default:
+		ret = -ENOTTY;
+	}
+	mutex_unlock(&v->lock);
+	return ret;
+}
+
+static int vdi_open(struct inode *inode, struct file *file)
+{
+	struct vdi *v = kzalloc(sizeof(*v), GFP_KERNEL);
+
+	if (!v)
+		return -ENOMEM;
+	mutex_init(&v->lock);
+	atomic64_set(&v->move_notify, 0);
+	file->private_data = v;
+	return 0;
+}
+
+static int vdi_release(struct inode *inode, struct file *file)
+{
+	struct vdi *v = file->private_data;
+
+	vdi_detach(v);
+	mutex_destroy(&v->lock);
+	kfree(v);
+	return 0;
+}
+
+static const struct file_operations vdi_fops = {
+	.owner = THIS_MODULE,
+	.open = vdi_open,
+	.release = vdi_release,
+	.unlocked_ioctl = vdi_ioctl,
+};
+
+static struct miscdevice vdi_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vfio_dmabuf_importer",
+	.fops = &vdi_fops,
+};
+
+module_misc_device(vdi_misc);
+
+MODULE_DESCRIPTION("Test importer for the vfio-pci dma-buf exporter");
+MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS(DMA_BUF);

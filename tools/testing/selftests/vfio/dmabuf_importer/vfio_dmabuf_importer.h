@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * Interface of the test importer (vfio_dmabuf_importer.ko), shared by the
+ * module and the selftests.
+ *
+ * Each open of /dev/vfio_dmabuf_importer is one importer: it attaches one
+ * dma-buf on behalf of one device, maps it and reports the DMA segments.
+ */
+#ifndef VFIO_DMABUF_IMPORTER_H
+#define VFIO_DMABUF_IMPORTER_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define VDI_DEVICE "/dev/vfio_dmabuf_importer"
+
+/* Attach flags; 0 is a dynamic, peer-to-peer importer for a PCI device. */
+#define VDI_STATIC	0x1	/* dma_buf_attach(): no move_notify */
+#define VDI_NO_P2P	0x2	/* dynamic, but refuses peer-to-peer */
+#define VDI_NON_PCI	0x4	/* on behalf of the misc device itself */
+
+struct vdi_attach {
+	__s32 fd;		/* dma-buf file descriptor */
+	__u32 flags;		/* VDI_* */
+	char bdf[32];		/* importing PCI device, "dddd:bb:dd.f" */
+};
+
+struct vdi_segment {
+	__u64 addr;		/* DMA address */
+	__u64 len;
+	__u64 phys;		/* CPU physical address behind addr (IOMMU), or addr */
+	__u32 bus_addr;		/* sg_dma_is_bus_address() */
+	__u32 pad;
+};
+
+struct vdi_map {
+	__u64 segments;		/* user pointer to struct vdi_segment[max] */
+	__u32 max;		/* capacity of segments */
+	__u32 nents;		/* out: number of entries in the table */
+};
+
+struct vdi_info {
+	__u64 move_notify;	/* move_notify calls seen */
+	__u32 mapped;		/* a mapping is held */
+	__u32 pad;
+};
+
+struct vdi_limits {
+	__u32 max_seg;		/* dma_set_max_seg_size() of the importing device */
+	__u32 pad;
+	__u64 boundary_mask;	/* dma_set_seg_boundary() */
+};
+
+#define VDI_IOC_ATTACH		_IOW('V', 0xd0, struct vdi_attach)
+#define VDI_IOC_MAP		_IOWR('V', 0xd1, struct vdi_map)
+#define VDI_IOC_UNMAP		_IO('V', 0xd2)
+#define VDI_IOC_DETACH		_IO('V', 0xd3)
+#define VDI_IOC_INFO		_IOR('V', 0xd4, struct vdi_info)
+#define VDI_IOC_SET_LIMITS	_IOW('V', 0xd5, struct vdi_limits)
+
+#endif

@@ -1,0 +1,56 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Runs inside a test guest (busybox initramfs or virtme-ng): loads the
+# modules, binds the exporting device to vfio-pci and runs every test
+# program, framing each one's TAP output for the host-side runner.
+#
+#   run_guest_tests.sh ARTIFACTS_DIR SCENARIO PATH [TEST...]
+#
+# ARTIFACTS_DIR holds modules/ (the .ko files) and tests/ (the programs).
+# PATH is the P2P path the scenario must give: bus, host or none.
+set -u
+art=$1 scenario=$2 path=$3
+shift 3
+
+say() { echo "### $*"; }
+
+for m in irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer; do
+	insmod "$art/modules/$m.ko" || say "ERROR insmod $m failed"
+done
+
+# pci-testdev (1b36:0005): the first is exported, the second imports.
+devs=""
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0005 ] &&
+		devs="$devs ${d##*/}"
+done
+exporter=$(echo $devs | cut -d' ' -f1)
+importer=$(echo $devs | cut -d' ' -f2)
+[ -n "$exporter" ] || say "ERROR no pci-testdev in this guest"
+echo vfio-pci > "/sys/bus/pci/devices/$exporter/driver_override"
+echo "$exporter" > /sys/bus/pci/drivers_probe
+[ -e "/sys/bus/pci/drivers/vfio-pci/$exporter" ] ||
+	say "ERROR $exporter did not bind to vfio-pci"
+
+export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
+	VFIO_DMABUF_IMPORTER=$importer VFIO_DMABUF_PATH=$path
+say "SCENARIO $scenario exporter=$exporter importer=$importer path=$path"
+
+kmemleak=/sys/kernel/debug/kmemleak
+[ -w $kmemleak ] && echo clear > $kmemleak
+
+tests=${TESTS:-$(ls "$art/tests")}
+for t in $tests; do
+	say "BEGIN $t"
+	(cd "$art/tests" && "./$t")
+	say "END $t rc=$?"
+done
+
+# Leaks: objects must be older than kmemleak's minimum age to be reported.
+if [ -w $kmemleak ]; then
+	sleep 6
+	echo scan > $kmemleak
+	echo scan > $kmemleak
+	cat $kmemleak
+fi
+say "DONE"

@@ -1,0 +1,75 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The vfio-pci dma-buf exporter's harness: one entry point.
+#
+#   run.sh test     set up the machine, build the kernel with this repository
+#                   in it, run the host checks and every selftest in every
+#                   guest scenario; ends with "N passed, N failed, N skipped"
+#                   and exits non-zero on any failure
+#   run.sh demo     boot one guest and walk through a multi-range dma-buf:
+#                   create, import, segments, reset, revocation, restoration
+#   run.sh vng [SCENARIO]
+#                   run the selftests of one scenario under virtme-ng instead
+#                   of the busybox initramfs (needs `pip install virtme-ng`)
+#
+# Environment: KDIR=<kernel tree> to start from your own 6.12 tree instead of
+# Debian's linux-source-6.12; VFIO_DMABUF_CACHE=<dir> (default
+# ~/.cache/vfio-dmabuf) for the trees, builds and logs; SCENARIOS="..." to
+# run a subset; VM_TIMEOUT=<s> per guest (default 900).
+set -euo pipefail
+. "$(dirname "$0")/scripts/lib.sh"
+
+ALL_SCENARIOS="switch-noiommu switch-iommu rootport-iommu rootport-refused"
+
+cmd_test() {
+	local art logs start=$SECONDS host p f s
+	"$SELFTEST_DIR/scripts/setup.sh"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
+	log "kernel and test programs built in $((SECONDS - start)) s"
+	logs=$CACHE/logs
+	rm -rf "$logs" && mkdir -p "$logs"
+
+	host=$("$SELFTEST_DIR/scripts/host_checks.sh")
+	for sc in ${SCENARIOS:-$ALL_SCENARIOS}; do
+		log "booting $sc"
+		"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$logs/$sc.log"
+	done
+	{
+		printf '%s\n' "$host"
+		python3 "$SELFTEST_DIR/scripts/report.py" "$logs"/*.log
+	} > "$logs/report.txt"
+	read -r p f s < <(tail -n 1 "$logs/report.txt")
+	sed '$d' "$logs/report.txt"
+	f=$((f + $(grep -c '^not ok' <<<"$host" || true)))
+	p=$((p + $(grep -c '^ok' <<<"$host" || true)))
+	log "guest consoles: $logs/*.log; total time $((SECONDS - start)) s"
+	echo "$p passed, $f failed, $s skipped"
+	[ "$f" = 0 ]
+}
+
+cmd_demo() {
+	local art sc=${1:-switch-noiommu}
+	"$SELFTEST_DIR/scripts/setup.sh"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
+	"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$CACHE/logs/demo.log" vfio_dmabuf_demo
+	sed -n '/### BEGIN vfio_dmabuf_demo/,/### END/p' "$CACHE/logs/demo.log" |
+		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
+}
+
+cmd_vng() {
+	local art sc=${1:-switch-noiommu} qemu_opts path
+	command -v vng >/dev/null || die "virtme-ng is not installed: pip install virtme-ng"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
+	read -r path qemu_opts < <("$SELFTEST_DIR/scripts/vm.sh" --print "$sc")
+	vng --disable-kvm --run "$art/bzImage" --memory 2G --cpus 2 \
+		--append "vfio_dmabuf.scenario=$sc $(cut -d' ' -f1 <<<"$path")" \
+		--qemu-opts="$qemu_opts" \
+		--exec "$SELFTEST_DIR/guest/run_guest_tests.sh $art $sc ${path#*=}"
+}
+
+case "${1:-}" in
+test) shift; cmd_test "$@" ;;
+demo) shift; cmd_demo "$@" ;;
+vng) shift; cmd_vng "$@" ;;
+*) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

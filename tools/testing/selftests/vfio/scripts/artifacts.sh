@@ -1,0 +1,39 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# artifacts.sh CONFIG: build what the guests run -- the kernel (build.sh),
+# the UAPI headers, the test importer module, the selftests -- and pack the
+# busybox initramfs.  Prints the artifacts directory.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+cfg=${1:?usage: artifacts.sh CONFIG}
+"$SELFTEST_DIR/scripts/build.sh" "$cfg" >&2
+TREE=$("$SELFTEST_DIR/scripts/tree.sh")
+OUT=$CACHE/build-$cfg
+ART=$CACHE/artifacts-$cfg
+mapfile -t MV < <(kmake_vars)
+rm -rf "$ART.new" && mkdir -p "$ART.new/modules" "$ART.new/tests"
+
+make -s -C "$TREE" O="$OUT" "${MV[@]}" headers_install >&2
+log "building the test importer and the selftests"
+imp=$TREE/tools/testing/selftests/vfio/dmabuf_importer
+make -s -C "$OUT" "${MV[@]}" M="$imp" modules >&2
+cp "$imp/vfio_dmabuf_importer.ko" "$ART.new/modules/"
+for m in virt/lib/irqbypass drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci; do
+	cp "$OUT/$m.ko" "$ART.new/modules/"
+done
+make -s -C "$TREE/tools/testing/selftests/vfio" OUTPUT="$ART.new/tests" \
+	KHDR_INCLUDES="-isystem $OUT/usr/include" CC=gcc LLVM= >&2
+rm -f "$ART.new/tests"/*.o
+
+log "packing the initramfs"
+root=$ART.new/initramfs
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,artifacts}
+cp /bin/busybox "$root/bin/busybox"
+cp "$SELFTEST_DIR/guest/init" "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
+cp -r "$ART.new/modules" "$ART.new/tests" "$root/artifacts/"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$ART.new/initramfs.cpio.gz"
+rm -rf "$root"
+cp "$OUT/arch/x86/boot/bzImage" "$ART.new/"
+rm -rf "$ART" && mv "$ART.new" "$ART"
+echo "$ART"

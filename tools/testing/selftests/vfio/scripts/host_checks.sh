@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Checks that need no guest, one result line each ("ok NAME" / "not ok
+# NAME", with the failing output as "# " lines):
+#   - cargo test of the pure range/segment logic (unit and property tests);
+#   - rustfmt --check and clippy (warnings are errors) of the kernel crate;
+#   - checkpatch --strict of our C and of the patch series;
+#   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
+#   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ builds.
+# Expects the test config to be built (artifacts.sh) already.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+TREE=$("$SELFTEST_DIR/scripts/tree.sh") || exit 1
+mapfile -t MV < <(kmake_vars)
+
+check() {	# check NAME COMMAND...
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		echo "ok host: $name"
+	else
+		echo "not ok host: $name"
+		printf '%s\n' "$out" | tail -n 40 | sed 's/^/# /'
+	fi
+}
+
+cd "$REPO"
+check "cargo test of vfio_pci_dmabuf_ranges.rs" \
+	/usr/bin/cargo test --locked --release -q \
+	--manifest-path "$SELFTEST_DIR/ranges/Cargo.toml"
+check "rustfmt" /usr/bin/rustfmt --check --edition 2021 \
+	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs
+check "clippy, warnings as errors" \
+	make -s -C "$TREE" O="$CACHE/build-test" "${MV[@]}" CLIPPY=1 \
+	KRUSTFLAGS=-Dwarnings drivers/vfio/pci/vfio_pci_dmabuf.o
+check "checkpatch --strict of the C" \
+	"$TREE/scripts/checkpatch.pl" --strict --no-tree -q -f \
+	vfio_pci_dmabuf_shim.c vfio_pci_dmabuf.h
+# User-space selftests use <stdint.h> types, which kernel types cannot replace.
+check "checkpatch --strict of the selftests and the test importer" \
+	"$TREE/scripts/checkpatch.pl" --strict --no-tree -q \
+	--ignore PREFER_KERNEL_TYPES -f "$SELFTEST_DIR"/*.[ch] \
+	"$SELFTEST_DIR"/dmabuf_importer/*.[ch]
+check "checkpatch --strict of the patch series" \
+	bash -c 'cd "$1" && scripts/checkpatch.pl --strict -q "${@:2}"' _ \
+	"$TREE" "$REPO"/patches/*.patch
+check "uapi/ matches the UAPI patch" bash -c '
+	added=$(sed -n "/^+++ b\/include\/uapi\/linux\/vfio.h/,/^-- *\$/p" patches/*.patch |
+		grep "^+" | grep -v "^+++" | cut -c2- | sed "1{/^\$/d}")
+	diff -u uapi/vfio_device_feature_dma_buf.h <(printf "%s\n" "$added")'
+check "drivers/vfio/ builds with CONFIG_VFIO_PCI_DMABUF=n, CONFIG_RUST=n" \
+	"$SELFTEST_DIR/scripts/build.sh" off drivers/vfio/

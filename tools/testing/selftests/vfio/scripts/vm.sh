@@ -1,0 +1,62 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# vm.sh SCENARIO ARTIFACTS LOG [TESTS]: boot one test guest under QEMU TCG
+# (KVM here hangs stock kernels) and write its console to LOG.  The guest
+# powers off after its end marker; a guest still running after
+# $VM_TIMEOUT seconds (default 900) is killed.
+#
+# Scenarios (two pci-testdev devices each, BAR 2 = 64 MiB, 64-bit):
+#   switch-noiommu    both behind one PCIe switch, no IOMMU (noiommu VFIO):
+#                     bus-address P2P
+#   switch-iommu      the same switch with intel-iommu and an AMD CPU: QEMU's
+#                     switch ports have no ACS, so P2P stays in the switch:
+#                     bus addresses, even with the IOMMU on
+#   rootport-iommu    each device on its own root port, intel-iommu, AMD CPU:
+#                     through the host bridge, which the CPU allows, with
+#                     IOVAs from dma_map_resource()
+#   rootport-refused  each device on its own root port, Intel CPU: refused
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+scenario=${1:?usage: vm.sh SCENARIO ARTIFACTS LOG [TESTS]}
+art=${2:?}
+logf=${3:?}
+tests=${4:-}
+
+switch=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
+	-device x3130-upstream,id=up1,bus=rp1
+	-device xio3130-downstream,id=dn1,bus=up1,chassis=2,slot=0
+	-device xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=1
+	-device pci-testdev,membar=64M,bus=dn1
+	-device pci-testdev,membar=64M,bus=dn2)
+rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
+	-device pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2
+	-device pci-testdev,membar=64M,bus=rp1
+	-device pci-testdev,membar=64M,bus=rp2)
+noiommu=vfio.enable_unsafe_noiommu_mode=1
+
+case "$scenario" in
+switch-noiommu)
+	machine=q35 cpu=EPYC path=bus devs=("${switch[@]}") extra=$noiommu ;;
+switch-iommu)
+	machine=q35,kernel-irqchip=split cpu=EPYC path=bus extra=intel_iommu=on
+	devs=(-device intel-iommu,intremap=on,caching-mode=on "${switch[@]}") ;;
+rootport-iommu)
+	machine=q35,kernel-irqchip=split cpu=EPYC path=host extra=intel_iommu=on
+	devs=(-device intel-iommu,intremap=on,caching-mode=on "${rootports[@]}") ;;
+rootport-refused)
+	machine=q35 cpu=Nehalem path=none devs=("${rootports[@]}") extra=$noiommu ;;
+*)
+	die "unknown scenario $scenario" ;;
+esac
+
+append="console=ttyS0 panic=-1 kmemleak=on $extra"
+append+=" vfio_dmabuf.scenario=$scenario vfio_dmabuf.path=$path"
+[ -z "$tests" ] || append+=" vfio_dmabuf.tests=$tests"
+
+mkdir -p "$(dirname "$logf")"
+timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
+	qemu-system-x86_64 -M "$machine" -accel tcg -cpu "$cpu" -smp 2 -m 2G \
+	-nographic -no-reboot -nodefaults -serial stdio \
+	-kernel "$art/bzImage" -initrd "$art/initramfs.cpio.gz" \
+	-append "$append" "${devs[@]}" </dev/null >"$logf" 2>&1 || true

@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Selftests of the vfio-pci dma-buf exporter (VFIO_DEVICE_FEATURE_DMA_BUF):
+ * the UAPI and its errno table, the buffer's size and file flags, the DMA
+ * segments an importer gets for each P2P path, the importer refusals,
+ * revocation and the buffer's lifetime.
+ *
+ * Needs a device bound to vfio-pci with a 64-bit memory BAR 2 (QEMU's
+ * pci-testdev), a second PCI device as importer and the test importer
+ * module; the harness (run_vm.sh) sets up guests that have them and passes
+ * them in the environment (see vfio_dmabuf_util.h).
+ */
+
+#include <sys/mman.h>
+
+#include "vfio_dmabuf_util.h"
+#include "../kselftest_harness.h"
+
+#define BAR 2
+#define MAX_SEGS 8192
+
+/* Fills @n ranges of one page each, @stride pages apart, from @first. */
+static void page_ranges(struct vfio_region_dma_range *r, int n, uint64_t first,
+			uint64_t stride)
+{
+	for (int i = 0; i < n; i++) {
+		r[i].offset = first + i * stride * PAGE;
+		r[i].length = PAGE;
+	}
+}
+
+FIXTURE(dmabuf) {
+	struct vdev d;
+	uint64_t bar_size, phys;
+	const char *importer, *path;
+	struct vdi_segment *segs;
+};
+
+FIXTURE_SETUP(dmabuf)
+{
+	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
+
+	if (!bdf)
+		SKIP(return, "VFIO_DMABUF_EXPORTER is not set (run through run_vm.sh)");
+	ASSERT_EQ(0, vdev_open(&self->d, bdf));
+	self->bar_size = vdev_region_size(&self->d, BAR);
+	ASSERT_NE(0, self->bar_size);
+	self->phys = bar_phys(bdf, BAR);
+	ASSERT_NE(0, self->phys);
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	self->importer = env_or("VFIO_DMABUF_IMPORTER", "");
+	self->path = env_or("VFIO_DMABUF_PATH", "none");
+	self->segs = calloc(MAX_SEGS, sizeof(*self->segs));
+	ASSERT_NE(NULL, self->segs);
+}
+
+FIXTURE_TEARDOWN(dmabuf)
+{
+	vdev_close(&self->d);
+	free(self->segs);
+}
+
+/* Tests that import skip in a scenario with no P2P path to the BAR. */
+#define NO_PATH_SKIP "no P2P path to the BAR in this scenario"
+
+/*
+ * Checks the @nents segments in self->segs against a reference model of
+ * the table the exporter must build: ranges that follow each other in the
+ * BAR merge into runs; each run starts at the BAR's bus address (bus path)
+ * or at the address the DMA API gave it (host path, read from its first
+ * segment) and is cut at @max_seg and at multiples of @boundary + 1.
+ * Every segment must map back (through the IOMMU if any) to the right BAR
+ * bytes.
+ */
+#define check_segments(r, n, nents, max_seg, boundary)			\
+	__check_segments(_metadata, self->segs, self->phys,		\
+			 !strcmp(self->path, "bus"), r, n, nents, max_seg,	\
+			 boundary)
+
+static void __check_segments(struct __test_metadata *_metadata,
+			     const struct vdi_segment *segs, uint64_t phys,
+			     int bus, const struct vfio_region_dma_range *r,
+			     int n, int nents, uint64_t max_seg,
+			     uint64_t boundary)
+{
+	int idx = 0;
+
+	ASSERT_LE(nents, MAX_SEGS);
+	for (int i = 0; i < n;) {
+		uint64_t off = r[i].offset, len = r[i].length, base, addr;
+
+		for (i++; i < n && off + len == r[i].offset; i++)
+			len += r[i].length;
+		ASSERT_LT(idx, nents);
+		base = bus ? phys + off : segs[idx].addr;
+		for (addr = base; addr < base + len; idx++) {
+			uint64_t l = base + len - addr;
+			uint64_t to_b = boundary - (addr & boundary) + 1;
+
+			if (l > max_seg)
+				l = max_seg;
+			if (to_b && l > to_b)
+				l = to_b;
+			ASSERT_LT(idx, nents);
+			ASSERT_EQ(addr, segs[idx].addr);
+			ASSERT_EQ(l, segs[idx].len);
+			ASSERT_EQ(phys + off + (addr - base), segs[idx].phys);
+			ASSERT_EQ(bus, segs[idx].bus_addr);
+			addr += l;
+		}
+	}
+	ASSERT_EQ(idx, nents);
+}
+
+TEST_F(dmabuf, probe_and_set)
+{
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+
+	f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET |
+		  VFIO_DEVICE_FEATURE_DMA_BUF;
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
+		  VFIO_DEVICE_FEATURE_DMA_BUF;
+	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(EINVAL, errno);
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(EINVAL, errno);
+}
+
+/* Each row of the errno table, and nothing left behind by a failure. */
+TEST_F(dmabuf, errno_table)
+{
+	struct vfio_region_dma_range r[2] = { { 0, PAGE }, { PAGE, PAGE } };
+	uint64_t end = self->bar_size;
+	int fd = self->d.fd;
+	int next_fd = dup(0);
+
+	ASSERT_GE(next_fd, 0);
+	close(next_fd);
+
+	/* argsz: short of the header, short of the ranges */
+	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 1, r, 1,
+					    -(long)sizeof(*r) - 4));
+	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 2, r, 2, -1));
+	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 1, 1, r, 1, 0));
+	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 0, r, 0, 0));
+	ASSERT_EQ(-E2BIG, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 262145, r, 2, 0));
+	/* not a BAR: ROM, config, VGA, beyond */
+	for (uint32_t i = VFIO_PCI_ROM_REGION_INDEX; i <= VFIO_PCI_NUM_REGIONS; i++)
+		ASSERT_EQ(-ENODEV, dmabuf_create(fd, i, 1, r));
+	/* BAR 1 is I/O, BAR 3 the upper half of BAR 2, BAR 4 absent */
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 1, 1, r));
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 3, 1, r));
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 4, 1, r));
+	/* ranges: empty, unaligned offset or length, overflow, past the end */
+	r[1] = (struct vfio_region_dma_range){ 2 * PAGE, 0 };
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
+	r[1] = (struct vfio_region_dma_range){ 2 * PAGE + 512, PAGE };
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
+	r[1] = (struct vfio_region_dma_range){ 2 * PAGE, PAGE + 512 };
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
+	r[1] = (struct vfio_region_dma_range){ -PAGE, 2 * PAGE };
+	ASSERT_EQ(-EOVERFLOW, dmabuf_create(fd, BAR, 2, r));
+	r[1] = (struct vfio_region_dma_range){ end, PAGE };
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
+	r[1] = (struct vfio_region_dma_range){ end - PAGE, 2 * PAGE };
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
+	/* open_flags outside O_ACCMODE | O_CLOEXEC */
+	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR | O_NONBLOCK, 0, 1,
+					    r, 1, 0));
+
+	/* Nothing left behind: the next fd is the one free before. */
+	ASSERT_EQ(next_fd, dup(0));
+	close(next_fd);
+}
+
+TEST_F(dmabuf, unreadable_ranges)
+{
+	size_t hdr = sizeof(struct vfio_device_feature) +
+		     sizeof(struct vfio_device_feature_dma_buf);
+	struct vfio_device_feature_dma_buf *get;
+	struct vfio_device_feature *f;
+	char *map;
+
+	/* The ranges run into a PROT_NONE page. */
+	map = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	ASSERT_EQ(0, mprotect(map + PAGE, PAGE, PROT_NONE));
+	f = (void *)(map + PAGE - hdr - 16);
+	get = (void *)f->data;
+	f->argsz = hdr + 2 * 16;
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	get->region_index = BAR;
+	get->open_flags = O_RDWR;
+	get->flags = 0;
+	get->nr_ranges = 2;
+	get->dma_ranges[0].offset = 0;
+	get->dma_ranges[0].length = PAGE;
+	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, f));
+	ASSERT_EQ(EFAULT, errno);
+	munmap(map, 2 * PAGE);
+}
+
+TEST_F(dmabuf, size_flags_and_no_cpu_access)
+{
+	struct vfio_region_dma_range r[3] = {
+		{ 4 * PAGE, 2 * PAGE }, { 0, PAGE }, { self->bar_size - PAGE, PAGE },
+	};
+	int buf;
+
+	buf = dmabuf_create_ex(self->d.fd, BAR, O_RDONLY | O_CLOEXEC, 0, 3, r, 3, 0);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(4 * PAGE, lseek(buf, 0, SEEK_END));
+	ASSERT_EQ(FD_CLOEXEC, fcntl(buf, F_GETFD) & FD_CLOEXEC);
+	ASSERT_EQ(O_RDONLY, fcntl(buf, F_GETFL) & O_ACCMODE);
+	ASSERT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ, MAP_SHARED, buf, 0));
+	close(buf);
+
+	buf = dmabuf_create_ex(self->d.fd, BAR, O_RDWR, 0, 1, r, 1, 0);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, fcntl(buf, F_GETFD) & FD_CLOEXEC);
+	ASSERT_EQ(O_RDWR, fcntl(buf, F_GETFL) & O_ACCMODE);
+	close(buf);
+}
+
+TEST_F(dmabuf, largest_request)
+{
+	int n = 262144, buf;
+	struct vfio_region_dma_range *r = calloc(n, sizeof(*r));
+
+	ASSERT_NE(NULL, r);
+	/*
+	 * Every range is the BAR's first page: the limit, not the BAR, bounds
+	 * the request.
+	 */
+	page_ranges(r, n, 0, 0);
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ((off_t)n * PAGE, lseek(buf, 0, SEEK_END));
+	close(buf);
+	free(r);
+}
+
+/* Module references of vfio-pci-core, -1 if it is built in. */
+static int core_refcnt(void)
+{
+	FILE *f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
+	int v = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+/* The buffer pins vfio-pci-core: one module reference per live buffer. */
+TEST_F(dmabuf, module_pinned)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int before = core_refcnt(), buf;
+
+	if (before < 0)
+		SKIP(return, "vfio-pci-core is built in: no module to pin");
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(before + 1, core_refcnt());
+	close(buf);
+	ASSERT_EQ(before, core_refcnt());
+}
+
+TEST_F(dmabuf, refused_importers)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+
+	ASSERT_GE(buf, 0);
+	if (*self->importer) {
+		ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, self->importer, VDI_STATIC));
+		ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, self->importer, VDI_NO_P2P));
+	}
+	ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, NULL, VDI_NON_PCI));
+	if (!strcmp(self->path, "none"))
+		ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, self->importer, 0));
+	close(buf);
+}
+
+TEST_F(dmabuf, segments_merge_and_order)
+{
+	struct vfio_region_dma_range r[] = {
+		{ 8 * PAGE, PAGE }, { 9 * PAGE, PAGE },		/* merge */
+		{ 0, 2 * PAGE }, { PAGE, 2 * PAGE },		/* overlap */
+		{ 20 * PAGE, 3 * PAGE },
+	};
+	int n = ARRAY_SIZE(r), buf, imp, nents;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ(4, nents);
+	check_segments(r, n, nents, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+}
+
+TEST_F(dmabuf, segments_split)
+{
+	struct vfio_region_dma_range r[] = {
+		{ 0, 64 * PAGE }, { 15 * PAGE, 2 * PAGE },
+	};
+	int buf, imp, nents;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	buf = dmabuf_create(self->d.fd, BAR, 2, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	/* PCI's default max segment: 64 KiB */
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	check_segments(r, 2, nents, 65536, ~0ULL);
+	ASSERT_EQ(0, importer_unmap(imp));
+	/* 16 KiB segments, 64 KiB boundary */
+	ASSERT_EQ(0, importer_limits(imp, 16384, 0xffff));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	check_segments(r, 2, nents, 16384, 0xffff);
+	ASSERT_EQ(0, importer_unmap(imp));
+	/* the whole 64-bit range in one segment when the device allows it */
+	ASSERT_EQ(0, importer_limits(imp, 1U << 31, ~0ULL));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ(2, nents);
+	check_segments(r, 2, nents, 1U << 31, ~0ULL);
+	close(imp);
+	close(buf);
+}
+
+TEST_F(dmabuf, many_ranges_and_whole_bar)
+{
+	int n = 4096, buf, imp, nents;
+	struct vfio_region_dma_range *r = calloc(n, sizeof(*r));
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_NE(NULL, r);
+	page_ranges(r, n, 0, 2);	/* every other page: no merging */
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ(n, nents);
+	check_segments(r, n, nents, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+
+	/* the whole BAR, page by page: one run */
+	n = self->bar_size / PAGE;
+	r = realloc(r, n * sizeof(*r));
+	ASSERT_NE(NULL, r);
+	page_ranges(r, n, 0, 1);
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_limits(imp, 1U << 31, ~0ULL));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ(1, nents);
+	check_segments(r, n, nents, 1U << 31, ~0ULL);
+	close(imp);
+	close(buf);
+	free(r);
+}
+
+TEST_F(dmabuf, many_attachments)
+{
+	struct vfio_region_dma_range r[] = { { 0, 4 * PAGE }, { 64 * PAGE, PAGE } };
+	int buf, imp[8];
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	buf = dmabuf_create(self->d.fd, BAR, 2, r);
+	ASSERT_GE(buf, 0);
+	for (int i = 0; i < 8; i++) {
+		imp[i] = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp[i], 0);
+		ASSERT_EQ(2, importer_map(imp[i], self->segs, MAX_SEGS));
+	}
+	/* The importers keep the buffer alive after its fd is closed. */
+	close(buf);
+	for (int i = 0; i < 8; i++) {
+		ASSERT_EQ(0, importer_unmap(imp[i]));
+		ASSERT_EQ(2, importer_map(imp[i], self->segs, MAX_SEGS));
+		close(imp[i]);
+	}
+}
+
+/* Memory decode off revokes, on restores; the importer sees both. */
+TEST_F(dmabuf, revoke_on_decode_off)
+{
+	struct vfio_region_dma_range r = { 0, 2 * PAGE };
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	ASSERT_EQ(0, importer_moves(imp));
+
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
+	ASSERT_EQ(1, importer_moves(imp));
+	ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+	/* a new attachment is refused while revoked */
+	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	ASSERT_EQ(2, importer_moves(imp));
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	check_segments(&r, 1, 1, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+}
+
+TEST_F(dmabuf, created_with_decode_off)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	close(imp);
+	close(buf);
+}
+
+TEST_F(dmabuf, revoke_on_reset)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
+	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "device %s has no reset", self->d.bdf);
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
+	/* revoked before the reset, restored after it */
+	ASSERT_EQ(2, importer_moves(imp));
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	check_segments(&r, 1, 1, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+}
+
+/* Closing the device revokes for good; the buffer outlives it. */
+TEST_F(dmabuf, device_closed_under_buffer)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf, imp = -1;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (strcmp(self->path, "none")) {
+		imp = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp, 0);
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	}
+	vdev_close(&self->d);
+	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+		close(buf);	/* the importer holds the last reference */
+		close(imp);
+	} else {
+		/* revoked comes before the path check */
+		ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+		close(buf);
+	}
+	/* The device opens again: the old buffer no longer holds it. */
+	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+}
+
+TEST_HARNESS_MAIN

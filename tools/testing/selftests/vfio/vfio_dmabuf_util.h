@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the vfio-pci dma-buf selftests and tools: open a device
+ * through its VFIO group (IOMMU or no-IOMMU), create dma-bufs, drive the
+ * test importer.
+ *
+ * The harness describes the guest's scenario in the environment:
+ *   VFIO_DMABUF_SCENARIO  name of the scenario
+ *   VFIO_DMABUF_EXPORTER  BDF of the device bound to vfio-pci
+ *   VFIO_DMABUF_IMPORTER  BDF of the importing device (no driver)
+ *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
+ */
+#ifndef VFIO_DMABUF_UTIL_H
+#define VFIO_DMABUF_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
+#include "dmabuf_importer/vfio_dmabuf_importer.h"
+
+#define PAGE 4096ULL
+
+struct vdev {
+	int container, group, fd;
+	char bdf[32];
+	uint64_t cfg_offset;		/* config space region offset */
+};
+
+static inline const char *env_or(const char *name, const char *dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : dflt;
+}
+
+/* Opens @bdf through its VFIO group; returns 0 or -errno. */
+static inline int vdev_open(struct vdev *d, const char *bdf)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg) };
+	char path[PATH_MAX], link[PATH_MAX];
+	int noiommu, type;
+	ssize_t n;
+
+	memset(d, 0, sizeof(*d));
+	d->container = -1;
+	d->group = -1;
+	d->fd = -1;
+	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(link));
+	d->group = open(path, O_RDWR);
+	noiommu = d->group < 0;
+	if (noiommu) {
+		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", basename(link));
+		d->group = open(path, O_RDWR);
+	}
+	if (d->group < 0)
+		return -errno;
+	d->container = open("/dev/vfio/vfio", O_RDWR);
+	if (d->container < 0)
+		return -errno;
+	if (ioctl(d->group, VFIO_GROUP_SET_CONTAINER, &d->container))
+		return -errno;
+	type = noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU;
+	if (ioctl(d->container, VFIO_SET_IOMMU, type))
+		return -errno;
+	d->fd = ioctl(d->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (d->fd < 0)
+		return -errno;
+	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
+	if (ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		return -errno;
+	d->cfg_offset = reg.offset;
+	return 0;
+}
+
+static inline void vdev_close(struct vdev *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	if (d->group >= 0)
+		close(d->group);
+	if (d->container >= 0)
+		close(d->container);
+	d->fd = -1;
+	d->group = -1;
+	d->container = -1;
+}
+
+static inline uint64_t vdev_region_size(struct vdev *d, uint32_t index)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = index };
+
+	if (ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		return 0;
+	return reg.size;
+}
+
+/* CPU physical address of BAR @bar, from sysfs. */
+static inline uint64_t bar_phys(const char *bdf, int bar)
+{
+	unsigned long long start = 0, end, flags;
+	char path[PATH_MAX];
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	for (i = 0; i <= bar; i++)
+		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3)
+			start = 0;
+	fclose(f);
+	return start;
+}
+
+/* Sets or clears PCI_COMMAND_MEMORY through the VFIO config region. */
+static inline int vdev_set_memory(struct vdev *d, int on)
+{
+	uint16_t cmd;
+
+	if (pread(d->fd, &cmd, 2, d->cfg_offset + PCI_COMMAND) != 2)
+		return -errno;
+	cmd = on ? (cmd | PCI_COMMAND_MEMORY) : (cmd & ~PCI_COMMAND_MEMORY);
+	if (pwrite(d->fd, &cmd, 2, d->cfg_offset + PCI_COMMAND) != 2)
+		return -errno;
+	return 0;
+}
+
+/*
+ * VFIO_DEVICE_FEATURE_DMA_BUF with @nr ranges; returns the fd or -errno.
+ * @argsz_adj is added to the exact argsz (negative to truncate).
+ */
+static inline int dmabuf_create_ex(int devfd, uint32_t region, uint32_t open_flags,
+				   uint32_t flags, uint32_t nr,
+				   const struct vfio_region_dma_range *ranges,
+				   uint32_t ranges_given, long argsz_adj)
+{
+	size_t size = sizeof(struct vfio_device_feature) +
+		      sizeof(struct vfio_device_feature_dma_buf) +
+		      (size_t)ranges_given * sizeof(*ranges);
+	struct vfio_device_feature *feat = calloc(1, size);
+	struct vfio_device_feature_dma_buf *get;
+	int ret;
+
+	if (!feat)
+		return -ENOMEM;
+	get = (void *)feat->data;
+	feat->argsz = size + argsz_adj;
+	feat->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
+	get->region_index = region;
+	get->open_flags = open_flags;
+	get->flags = flags;
+	get->nr_ranges = nr;
+	if (ranges_given)
+		memcpy(get->dma_ranges, ranges, ranges_given * sizeof(*ranges));
+	ret = ioctl(devfd, VFIO_DEVICE_FEATURE, feat);
+	if (ret < 0)
+		ret = -errno;
+	free(feat);
+	return ret;
+}
+
+static inline int dmabuf_create(int devfd, uint32_t region, uint32_t nr,
+				const struct vfio_region_dma_range *ranges)
+{
+	return dmabuf_create_ex(devfd, region, O_RDWR | O_CLOEXEC, 0, nr,
+				ranges, nr, 0);
+}
+
+/* Opens the test importer and attaches @dmabuf; returns its fd or -errno. */
+static inline int importer_attach(int dmabuf, const char *bdf, uint32_t flags)
+{
+	struct vdi_attach a = { .fd = dmabuf, .flags = flags };
+	int fd = open(VDI_DEVICE, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf ? bdf : "");
+	if (ioctl(fd, VDI_IOC_ATTACH, &a)) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/* Maps; fills up to @max segments; returns the entry count or -errno. */
+static inline int importer_map(int imp, struct vdi_segment *segs, uint32_t max)
+{
+	struct vdi_map m = { .segments = (uintptr_t)segs, .max = max };
+
+	if (ioctl(imp, VDI_IOC_MAP, &m))
+		return -errno;
+	return m.nents;
+}
+
+static inline int importer_unmap(int imp)
+{
+	return ioctl(imp, VDI_IOC_UNMAP) ? -errno : 0;
+}
+
+static inline uint64_t importer_moves(int imp)
+{
+	struct vdi_info i = {};
+
+	ioctl(imp, VDI_IOC_INFO, &i);
+	return i.move_notify;
+}
+
+static inline int importer_limits(int imp, uint32_t max_seg, uint64_t boundary)
+{
+	struct vdi_limits l = { .max_seg = max_seg, .boundary_mask = boundary };
+
+	return ioctl(imp, VDI_IOC_SET_LIMITS, &l) ? -errno : 0;
+}
+
+#endif

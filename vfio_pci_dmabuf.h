@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The C shim of the vfio-pci dma-buf exporter, as called from Rust
+ * (vfio_pci_core_glue.rs declares the same functions).
+ */
+#ifndef VFIO_PCI_DMABUF_H
+#define VFIO_PCI_DMABUF_H
+
+#include <linux/types.h>
+
+struct device;
+struct dma_buf;
+struct dma_buf_ops;
+struct list_head;
+struct pci_dev;
+struct vfio_pci_core_device;
+
+struct dma_buf *vfio_pci_dmabuf_shim_export(const struct dma_buf_ops *ops,
+					    size_t size, int flags, void *priv);
+int vfio_pci_dmabuf_shim_check_feature(u32 flags, size_t argsz,
+				       u32 supported_ops, size_t minsz);
+bool vfio_pci_dmabuf_shim_export_allowed(struct vfio_pci_core_device *vdev);
+bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev);
+u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, u64 *phys,
+			     u64 *bus);
+void vfio_pci_dmabuf_shim_link(struct vfio_pci_core_device *vdev,
+			       struct list_head *node);
+void vfio_pci_dmabuf_shim_unlink(struct vfio_pci_core_device *vdev,
+				 struct list_head *node);
+void vfio_pci_dmabuf_shim_resv_lock(struct dma_buf *dmabuf);
+void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf);
+void vfio_pci_dmabuf_shim_wait_idle(struct dma_buf *dmabuf);
+void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
+				     u64 *boundary_mask);
+int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);
+
+#endif
