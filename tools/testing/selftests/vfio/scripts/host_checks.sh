@@ -27,7 +27,7 @@ check() {	# check NAME COMMAND...
 
 cd "$REPO"
 check "cargo test of vfio_pci_dmabuf_ranges.rs" \
-	/usr/bin/cargo test --locked --release -q \
+	env CARGO_TARGET_DIR="$CACHE/cargo-target" /usr/bin/cargo test --locked --release -q \
 	--manifest-path "$SELFTEST_DIR/ranges/Cargo.toml"
 check "rustfmt" /usr/bin/rustfmt --check --edition 2021 \
 	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs
