@@ -57,14 +57,14 @@ cmd_demo() {
 }
 
 cmd_vng() {
-	local art sc=${1:-switch-noiommu} qemu_opts path
-	command -v vng >/dev/null || die "virtme-ng is not installed: pip install virtme-ng"
+	local art sc=${1:-switch-noiommu} p f s
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
-	read -r path qemu_opts < <("$SELFTEST_DIR/scripts/vm.sh" --print "$sc")
-	vng --disable-kvm --run "$art/bzImage" --memory 2G --cpus 2 \
-		--append "vfio_dmabuf.scenario=$sc $(cut -d' ' -f1 <<<"$path")" \
-		--qemu-opts="$qemu_opts" \
-		--exec "$SELFTEST_DIR/guest/run_guest_tests.sh $art $sc ${path#*=}"
+	"$SELFTEST_DIR/scripts/vm.sh" --vng "$sc" "$art" "$CACHE/logs/vng/$sc.log"
+	python3 "$SELFTEST_DIR/scripts/report.py" "$CACHE/logs/vng/$sc.log" > "$CACHE/logs/vng/report.txt"
+	sed '$d' "$CACHE/logs/vng/report.txt"
+	read -r p f s < <(tail -n 1 "$CACHE/logs/vng/report.txt")
+	echo "$p passed, $f failed, $s skipped"
+	[ "$f" = 0 ]
 }
 
 case "${1:-}" in

@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# vm.sh SCENARIO ARTIFACTS LOG [TESTS]: boot one test guest under QEMU TCG
-# (KVM here hangs stock kernels) and write its console to LOG.  The guest
-# powers off after its end marker; a guest still running after
-# $VM_TIMEOUT seconds (default 900) is killed.
+# vm.sh [--vng] SCENARIO ARTIFACTS LOG [TESTS]: boot one test guest under
+# QEMU TCG (KVM here hangs stock kernels) and write its console to LOG.  The
+# guest powers off after its end marker; a guest still running after
+# $VM_TIMEOUT seconds (default 900) is killed.  With --vng the guest is a
+# virtme-ng one (root over 9p) running the same guest script and tests.
 #
 # Scenarios (two pci-testdev devices each, BAR 2 = 64 MiB, 64-bit):
 #   switch-noiommu    both behind one PCIe switch, no IOMMU (noiommu VFIO):
@@ -18,7 +19,12 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-scenario=${1:?usage: vm.sh SCENARIO ARTIFACTS LOG [TESTS]}
+vng=0
+if [ "${1:-}" = --vng ]; then
+	vng=1
+	shift
+fi
+scenario=${1:?usage: vm.sh [--vng] SCENARIO ARTIFACTS LOG [TESTS]}
 art=${2:?}
 logf=${3:?}
 tests=${4:-}
@@ -50,11 +56,23 @@ rootport-refused)
 	die "unknown scenario $scenario" ;;
 esac
 
+mkdir -p "$(dirname "$logf")"
+if [ $vng = 1 ]; then
+	command -v vng >/dev/null || die "virtme-ng is not installed: pip install virtme-ng"
+	# vng's own machine is q35; our -cpu comes last and wins.
+	TESTS=$tests timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
+		vng --disable-kvm --verbose --run "$art/bzImage" --memory 2G --cpus 2 \
+		--append "loglevel=7 kmemleak=on $extra" \
+		--qemu-opts="-cpu $cpu ${devs[*]}" \
+		--exec "$SELFTEST_DIR/guest/run_guest_tests.sh $art $scenario $path" \
+		</dev/null >"$logf" 2>&1 || true
+	exit 0
+fi
+
 append="console=ttyS0 panic=-1 kmemleak=on $extra"
 append+=" vfio_dmabuf.scenario=$scenario vfio_dmabuf.path=$path"
 [ -z "$tests" ] || append+=" vfio_dmabuf.tests=$tests"
 
-mkdir -p "$(dirname "$logf")"
 timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 	qemu-system-x86_64 -M "$machine" -accel tcg -cpu "$cpu" -smp 2 -m 2G \
 	-nographic -no-reboot -nodefaults -serial stdio \
