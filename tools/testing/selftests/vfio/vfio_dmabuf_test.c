@@ -474,6 +474,104 @@ TEST_F(dmabuf, revoke_on_reset)
 	close(buf);
 }
 
+/* Hot reset of the device's bus: revoked around it, restored after. */
+TEST_F(dmabuf, revoke_on_hot_reset)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct vfio_pci_hot_reset_info *info;
+	struct vfio_pci_hot_reset *reset;
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	info = calloc(1, sizeof(*info) + 16 * sizeof(info->devices[0]));
+	reset = calloc(1, sizeof(*reset) + sizeof(int));
+	ASSERT_NE(NULL, info);
+	ASSERT_NE(NULL, reset);
+	info->argsz = sizeof(*info) + 16 * sizeof(info->devices[0]);
+	if (ioctl(self->d.fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info))
+		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(errno));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	reset->argsz = sizeof(*reset) + sizeof(int);
+	reset->count = 1;
+	reset->group_fds[0] = self->d.group;
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_PCI_HOT_RESET, reset));
+	ASSERT_EQ(2, importer_moves(imp));
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	check_segments(&r, 1, 1, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+	free(info);
+	free(reset);
+}
+
+/* Low-power entry revokes, exit restores. */
+TEST_F(dmabuf, revoke_on_low_power)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct vfio_device_feature f = { .argsz = sizeof(f) };
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(1, importer_moves(imp));
+	ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(2, importer_moves(imp));
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	close(imp);
+	close(buf);
+}
+
+/* Several buffers and importers through repeated resets. */
+TEST_F(dmabuf, reset_loop)
+{
+	struct vfio_region_dma_range r[3] = {
+		{ 0, PAGE }, { 8 * PAGE, 2 * PAGE }, { 32 * PAGE, PAGE },
+	};
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int buf[3], imp[6], loops = 10;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
+	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "device %s has no reset", self->d.bdf);
+	for (int b = 0; b < 3; b++) {
+		buf[b] = dmabuf_create(self->d.fd, BAR, 1, &r[b]);
+		ASSERT_GE(buf[b], 0);
+		for (int i = 0; i < 2; i++) {
+			imp[2 * b + i] = importer_attach(buf[b], self->importer, 0);
+			ASSERT_GE(imp[2 * b + i], 0);
+		}
+	}
+	for (int n = 1; n <= loops; n++) {
+		for (int i = 0; i < 6; i++)
+			ASSERT_EQ(1, importer_map(imp[i], self->segs, MAX_SEGS));
+		ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
+		for (int i = 0; i < 6; i++)
+			ASSERT_EQ(2 * n, importer_moves(imp[i]));
+	}
+	for (int i = 0; i < 6; i++) {
+		ASSERT_EQ(1, importer_map(imp[i], self->segs, MAX_SEGS));
+		close(imp[i]);
+	}
+	for (int b = 0; b < 3; b++)
+		close(buf[b]);
+}
+
 /* Closing the device revokes for good; the buffer outlives it. */
 TEST_F(dmabuf, device_closed_under_buffer)
 {
