@@ -112,6 +112,22 @@ static void __check_segments(struct __test_metadata *_metadata,
 	ASSERT_EQ(idx, nents);
 }
 
+/* Creates a one-range buffer, imports and maps it; returns the importer. */
+static int import_mapped(struct __test_metadata *_metadata, int devfd,
+			 const char *importer,
+			 const struct vfio_region_dma_range *r,
+			 struct vdi_segment *segs, int *buf)
+{
+	int imp;
+
+	*buf = dmabuf_create(devfd, BAR, 1, r);
+	ASSERT_GE(*buf, 0);
+	imp = importer_attach(*buf, importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, segs, MAX_SEGS));
+	return imp;
+}
+
 TEST_F(dmabuf, probe_and_set)
 {
 	struct vfio_device_feature f = { .argsz = sizeof(f) };
@@ -409,11 +425,8 @@ TEST_F(dmabuf, revoke_on_decode_off)
 
 	if (!strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	imp = importer_attach(buf, self->importer, 0);
-	ASSERT_GE(imp, 0);
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+			    self->segs, &buf);
 	ASSERT_EQ(0, importer_moves(imp));
 
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
@@ -460,11 +473,8 @@ TEST_F(dmabuf, revoke_on_reset)
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
 	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
 		SKIP(return, "device %s has no reset", self->d.bdf);
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	imp = importer_attach(buf, self->importer, 0);
-	ASSERT_GE(imp, 0);
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+			    self->segs, &buf);
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
 	/* revoked before the reset, restored after it */
 	ASSERT_EQ(2, importer_moves(imp));
@@ -491,11 +501,8 @@ TEST_F(dmabuf, revoke_on_hot_reset)
 	info->argsz = sizeof(*info) + 16 * sizeof(info->devices[0]);
 	if (ioctl(self->d.fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info))
 		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(errno));
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	imp = importer_attach(buf, self->importer, 0);
-	ASSERT_GE(imp, 0);
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+			    self->segs, &buf);
 	reset->argsz = sizeof(*reset) + sizeof(int);
 	reset->count = 1;
 	reset->group_fds[0] = self->d.group;
@@ -518,11 +525,8 @@ TEST_F(dmabuf, revoke_on_low_power)
 
 	if (!strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	imp = importer_attach(buf, self->importer, 0);
-	ASSERT_GE(imp, 0);
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+			    self->segs, &buf);
 	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
 	ASSERT_EQ(1, importer_moves(imp));

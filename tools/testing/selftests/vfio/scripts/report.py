@@ -17,7 +17,7 @@ SPLAT = re.compile(
     r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|Kernel panic|general protection fault"
     r"|unreferenced object|INFO: task .* blocked|possible recursive locking"
     r"|possible circular locking|inconsistent lock state|RCU detected stall)")
-RESULT = re.compile(r"^(ok|not ok) (\d+) (\S+)(.*)$")
+RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
 passed = failed = skipped = 0
@@ -72,7 +72,7 @@ def judge(path):
             if m:
                 results += 1
                 name = f"{scenario}: {m.group(3)}"
-                skip = re.search(r"#\s*SKIP\s*(.*)", m.group(4))
+                skip = re.search(r"#\s*SKIP\s*(.*)", m.group(4) or "")
                 if skip and m.group(1) == "ok":
                     emit("skip", name, skip.group(1))
                 else:
