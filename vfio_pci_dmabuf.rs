@@ -283,30 +283,34 @@ fn map(
     let limits = dev.dma_limits();
     let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
 
-    // DMA address of each run, and the guard that unmaps them on failure.
-    let nruns = runs(&buffer.ranges).count();
-    let mut addrs = KVVec::<u64>::with_capacity(nruns, GFP_KERNEL)?;
-    let mut mapped = ScopeGuard::new_with_data(&mut addrs, |addrs: &mut KVVec<u64>| {
-        if !bus_path {
-            for (addr, run) in addrs.iter().zip(runs(&buffer.ranges)) {
-                dev.unmap_resource(*addr, run.length, dir);
-            }
+    // On the host-bridge path, the DMA address the DMA API gave each run,
+    // and the guard that unmaps them on failure. The bus path needs neither:
+    // a run's address is the BAR's bus address plus its offset.
+    let mut iovas = KVVec::<u64>::new();
+    if !bus_path {
+        iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL)?;
+    }
+    let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
+        for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
+            dev.unmap_resource(*addr, run.length, dir);
         }
     });
-    for run in runs(&buffer.ranges) {
-        let addr = if bus_path {
-            buffer.bar.bus + run.offset
-        } else {
-            dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?
-        };
-        mapped.push(addr, GFP_KERNEL)?;
+    if !bus_path {
+        for run in runs(&buffer.ranges) {
+            let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
+            mapped.push(addr, GFP_KERNEL)?;
+        }
     }
 
+    let iovas: &[u64] = &mapped;
     let segments = || {
-        mapped
-            .iter()
-            .zip(runs(&buffer.ranges))
-            .flat_map(move |(addr, run)| Segments::new(*addr, run.length, limits))
+        runs(&buffer.ranges).enumerate().flat_map(move |(i, run)| {
+            let addr = match iovas.get(i) {
+                Some(iova) => *iova,
+                None => buffer.bar.bus + run.offset,
+            };
+            Segments::new(addr, run.length, limits)
+        })
     };
     let mut table = SgTableBuilder::new(segments().count())?;
     for (addr, len) in segments() {
