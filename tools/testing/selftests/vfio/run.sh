@@ -8,6 +8,9 @@
 #                   and exits non-zero on any failure
 #   run.sh demo     boot one guest and walk through a multi-range dma-buf:
 #                   create, import, segments, reset, revocation, restoration
+#   run.sh bench    build a kernel without debug options and run the
+#                   benchmark (vfio_dmabuf_bench) in switch-noiommu; prints
+#                   its tables (see BENCHMARKS.md)
 #   run.sh vng [SCENARIO]
 #                   run the selftests of one scenario under virtme-ng instead
 #                   of the busybox initramfs (needs `pip install virtme-ng`)
@@ -56,6 +59,18 @@ cmd_demo() {
 		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
 }
 
+cmd_bench() {
+	local art
+	"$SELFTEST_DIR/scripts/setup.sh"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" bench)
+	VM_TIMEOUT=${VM_TIMEOUT:-3600} \
+	VM_APPEND="vfio_dmabuf.bench=full udmabuf.list_limit=262144 udmabuf.size_limit_mb=1024" \
+		"$SELFTEST_DIR/scripts/vm.sh" switch-noiommu "$art" "$CACHE/logs/bench.log" vfio_dmabuf_bench
+	sed -n '/### BEGIN vfio_dmabuf_bench/,/### END/p' "$CACHE/logs/bench.log" |
+		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
+	grep -q '^ok 1 benchmark' "$CACHE/logs/bench.log"
+}
+
 cmd_vng() {
 	local art sc=${1:-switch-noiommu} p f s
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
@@ -70,6 +85,7 @@ cmd_vng() {
 case "${1:-}" in
 test) shift; cmd_test "$@" ;;
 demo) shift; cmd_demo "$@" ;;
+bench) shift; cmd_bench "$@" ;;
 vng) shift; cmd_vng "$@" ;;
-*) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -11,6 +11,14 @@ set -euo pipefail
 cfg=${1:?usage: build.sh CONFIG [targets]}; shift
 frag=$SELFTEST_DIR/configs/$cfg.config
 [ -f "$frag" ] || die "no config fragment $frag"
+# A fragment may start from another one ("# base: NAME"); its own lines win.
+base=$(sed -n 's/^# base: //p' "$frag")
+if [ -n "$base" ]; then
+	merged=$CACHE/build-$cfg.fragment
+	mkdir -p "$CACHE"
+	cat "$SELFTEST_DIR/configs/$base.config" "$frag" > "$merged"
+	frag=$merged
+fi
 TREE=$("$SELFTEST_DIR/scripts/tree.sh")
 OUT=$CACHE/build-$cfg
 mkdir -p "$OUT"
@@ -22,18 +30,20 @@ if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$stamp" ]; then
 	log "configuring $cfg"
 	kmake KCONFIG_ALLCONFIG="$frag" allnoconfig >/dev/null
 	bad=0
+	declare -A want=()
 	while read -r line; do
 		case "$line" in
-		CONFIG_*=*) sym=${line%%=*}; want=$line ;;
-		"# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}; want="" ;;
-		*) continue ;;
+		CONFIG_*=*) want[${line%%=*}]=$line ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; want[${sym%% *}]="" ;;
 		esac
+	done < "$frag"
+	for sym in "${!want[@]}"; do
 		got=$(grep -E "^$sym=" "$OUT/.config" || true)
-		if [ "$got" != "$want" ]; then
-			log "config $cfg: wanted '${want:-$sym off}', got '${got:-off}'"
+		if [ "$got" != "${want[$sym]}" ]; then
+			log "config $cfg: wanted '${want[$sym]:-$sym off}', got '${got:-off}'"
 			bad=1
 		fi
-	done < "$frag"
+	done
 	[ $bad = 0 ] || die "config fragment $cfg does not apply"
 	echo "$stamp" > "$OUT/.harness-config"
 fi

@@ -5,6 +5,7 @@
 # guest powers off after its end marker; a guest still running after
 # $VM_TIMEOUT seconds (default 900) is killed.  With --vng the guest is a
 # virtme-ng one (root over 9p) running the same guest script and tests.
+# VM_APPEND adds kernel parameters.
 #
 # Scenarios (two pci-testdev devices each, BAR 2 = 64 MiB, 64-bit):
 #   switch-noiommu    both behind one PCIe switch, no IOMMU (noiommu VFIO):
@@ -69,7 +70,7 @@ if [ $vng = 1 ]; then
 	exit 0
 fi
 
-append="console=ttyS0 panic=-1 kmemleak=on $extra"
+append="console=ttyS0 panic=-1 kmemleak=on $extra ${VM_APPEND:-}"
 append+=" vfio_dmabuf.scenario=$scenario vfio_dmabuf.path=$path"
 [ -z "$tests" ] || append+=" vfio_dmabuf.tests=$tests"
 

@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What a range costs: one N-range vfio-pci dma-buf against N one-range ones
+ * and against udmabuf's UDMABUF_CREATE_LIST, through the same test importer;
+ * revocation time; kernel memory; SG entries.  Not a test: it prints
+ * figures (medians, min, max) and ratios computed from the same run.
+ * Guests run under emulation: only ratios and growth mean anything.
+ *
+ * A quick smoke pass (N up to 256) unless VFIO_DMABUF_BENCH=full; run.sh
+ * bench runs the full one.  Needs the environment of vfio_dmabuf_util.h and,
+ * for udmabuf beyond 1024 items, a kernel booted with udmabuf.list_limit and
+ * udmabuf.size_limit_mb raised.
+ */
+
+#define _GNU_SOURCE
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <linux/udmabuf.h>
+
+#include "vfio_dmabuf_util.h"
+#include "../kselftest.h"
+
+#define MAXREP 9
+
+static int quick;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+struct stat3 {
+	double med, min, max;
+};
+
+static struct stat3 stats(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return (struct stat3){ v[n / 2], v[0], v[n - 1] };
+}
+
+static void die(const char *what, int err)
+{
+	printf("# bench: %s failed: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+/* Phases of one variant for one N, in seconds. */
+enum { CREATE, MAP, UNMAP, CLOSE, NPHASE };
+static const char *const phase_name[NPHASE] = {
+	"create", "attach+map", "unmap+detach", "close",
+};
+
+/* Scattered: every other page, wrapping in the BAR; contiguous: in a row. */
+static void fill_ranges(struct vfio_region_dma_range *r, int n, int scattered,
+			uint64_t bar_pages)
+{
+	for (int i = 0; i < n; i++) {
+		uint64_t page = scattered ? (2ULL * i) % (bar_pages - 1) : i % bar_pages;
+
+		r[i].offset = page * PAGE;
+		r[i].length = PAGE;
+	}
+}
+
+/* Physically discontiguous runs of a range list: the fewest SG entries. */
+static int count_runs(const struct vfio_region_dma_range *r, int n)
+{
+	int runs = 0;
+
+	for (int i = 0; i < n; i++)
+		runs += !i || r[i - 1].offset + r[i - 1].length != r[i].offset;
+	return runs;
+}
+
+static struct vdi_segment *segs;
+static int nents_last;
+
+/* One N-range buffer: one run of the four phases. */
+static void run_one_buffer(struct vdev *d, const char *imp_bdf,
+			   struct vfio_region_dma_range *r, int n, double t[NPHASE])
+{
+	double t0;
+	int buf, imp;
+
+	t0 = now();
+	buf = dmabuf_create(d->fd, 2, n, r);
+	t[CREATE] = now() - t0;
+	if (buf < 0)
+		die("create", buf);
+	t0 = now();
+	imp = importer_attach(buf, imp_bdf, 0);
+	if (imp < 0)
+		die("attach", imp);
+	nents_last = importer_map(imp, segs, n);
+	t[MAP] = now() - t0;
+	if (nents_last < 0)
+		die("map", nents_last);
+	t0 = now();
+	importer_unmap(imp);
+	close(imp);
+	t[UNMAP] = now() - t0;
+	t0 = now();
+	close(buf);
+	t[CLOSE] = now() - t0;
+}
+
+/* N one-range buffers: each phase for all N. */
+static void run_n_buffers(struct vdev *d, const char *imp_bdf,
+			  struct vfio_region_dma_range *r, int n, double t[NPHASE])
+{
+	int *buf = calloc(n, sizeof(int)), *imp = calloc(n, sizeof(int));
+	double t0;
+	int i;
+
+	if (!buf || !imp)
+		die("calloc", ENOMEM);
+	t0 = now();
+	for (i = 0; i < n; i++) {
+		buf[i] = dmabuf_create(d->fd, 2, 1, &r[i]);
+		if (buf[i] < 0)
+			die("create", buf[i]);
+	}
+	t[CREATE] = now() - t0;
+	t0 = now();
+	for (i = 0; i < n; i++) {
+		imp[i] = importer_attach(buf[i], imp_bdf, 0);
+		if (imp[i] < 0 || importer_map(imp[i], segs, 1) != 1)
+			die("attach+map", imp[i] < 0 ? imp[i] : EIO);
+	}
+	t[MAP] = now() - t0;
+	t0 = now();
+	for (i = 0; i < n; i++) {
+		importer_unmap(imp[i]);
+		close(imp[i]);
+	}
+	t[UNMAP] = now() - t0;
+	t0 = now();
+	for (i = 0; i < n; i++)
+		close(buf[i]);
+	t[CLOSE] = now() - t0;
+	free(buf);
+	free(imp);
+}
+
+/* udmabuf over a memfd of N pages, one list item per page. */
+static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
+{
+	size_t size = sizeof(struct udmabuf_create_list) +
+		      (size_t)n * sizeof(struct udmabuf_create_item);
+	struct udmabuf_create_list *list = calloc(1, size);
+	int memfd, dev, buf, imp;
+	double t0;
+
+	if (!list)
+		die("calloc", ENOMEM);
+	memfd = memfd_create("bench", MFD_ALLOW_SEALING);
+	if (memfd < 0 || ftruncate(memfd, (off_t)n * PAGE) ||
+	    fallocate(memfd, 0, 0, (off_t)n * PAGE) ||
+	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK))
+		die("memfd", errno);
+	dev = open("/dev/udmabuf", O_RDWR);
+	if (dev < 0)
+		die("open /dev/udmabuf", errno);
+	list->flags = UDMABUF_FLAGS_CLOEXEC;
+	list->count = n;
+	for (int i = 0; i < n; i++) {
+		list->list[i].memfd = memfd;
+		list->list[i].offset = (uint64_t)i * PAGE;
+		list->list[i].size = PAGE;
+	}
+	t0 = now();
+	buf = ioctl(dev, UDMABUF_CREATE_LIST, list);
+	t[CREATE] = now() - t0;
+	if (buf < 0)
+		die("UDMABUF_CREATE_LIST", errno);
+	t0 = now();
+	imp = importer_attach(buf, imp_bdf, 0);
+	if (imp < 0)
+		die("udmabuf attach", imp);
+	nents_last = importer_map(imp, segs, n);
+	t[MAP] = now() - t0;
+	if (nents_last < 0)
+		die("udmabuf map", nents_last);
+	t0 = now();
+	importer_unmap(imp);
+	close(imp);
+	t[UNMAP] = now() - t0;
+	t0 = now();
+	close(buf);
+	t[CLOSE] = now() - t0;
+	close(dev);
+	close(memfd);
+	free(list);
+}
+
+enum { ONE_SCAT, ONE_CONT, N_BUFS, UDMABUF, NVAR };
+static const char *const var_name[NVAR] = {
+	"1 buffer, N ranges, scattered", "1 buffer, N ranges, contiguous",
+	"N buffers, 1 range each", "udmabuf, N items",
+};
+
+static const int sizes[] = { 1, 16, 256, 1024, 4096, 65536, 262144 };
+#define NSIZES ((int)ARRAY_SIZE(sizes))
+static struct stat3 res[NVAR][NSIZES][NPHASE + 1];	/* + total */
+static int have[NVAR][NSIZES];
+static int nents[NVAR][NSIZES];	/* SG entries one buffer gave the importer */
+
+/* Time of phase @ph, or of all phases for NPHASE. */
+static double phase_time(const double t[NPHASE], int ph)
+{
+	double sum = 0;
+
+	for (int q = 0; q < NPHASE; q++)
+		if (q == ph || ph == NPHASE)
+			sum += t[q];
+	return sum;
+}
+
+/* Memory in use (MemTotal - MemFree), KiB: counts kmalloc, vmalloc and pages. */
+static long kmem_kib(void)
+{
+	long total = 0, free = 0, v;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "MemTotal: %ld", &v) == 1)
+			total = v;
+		if (sscanf(line, "MemFree: %ld", &v) == 1)
+			free = v;
+	}
+	if (f)
+		fclose(f);
+	return total - free;
+}
+
+static void print_table(int ph)
+{
+	printf("\n## %s, seconds: median [min, max]\n", ph == NPHASE ? "total" : phase_name[ph]);
+	printf("| N | %s | %s | %s | %s | 1 buf / N bufs | ours / udmabuf |\n|---",
+	       var_name[0], var_name[1], var_name[2], var_name[3]);
+	for (int v = 0; v <= NVAR + 1; v++)
+		printf("|---");
+	printf("|\n");
+	for (int s = 0; s < NSIZES; s++) {
+		if (!have[ONE_SCAT][s])
+			continue;
+		printf("| %d ", sizes[s]);
+		for (int v = 0; v < NVAR; v++) {
+			struct stat3 x = res[v][s][ph];
+
+			if (have[v][s])
+				printf("| %.3g [%.3g, %.3g] ", x.med, x.min, x.max);
+			else
+				printf("| - ");
+		}
+		if (have[ONE_SCAT][s] && have[N_BUFS][s])
+			printf("| %.3g ", res[ONE_SCAT][s][ph].med / res[N_BUFS][s][ph].med);
+		else
+			printf("| - ");
+		if (have[ONE_SCAT][s] && have[UDMABUF][s])
+			printf("| %.3g ", res[ONE_SCAT][s][ph].med / res[UDMABUF][s][ph].med);
+		else
+			printf("| - ");
+		printf("|\n");
+	}
+}
+
+static void revocation(struct vdev *d, const char *imp_bdf)
+{
+	static const int ks[] = { 0, 1, 16, 256 }, as[] = { 1, 4 };
+	struct vfio_region_dma_range r = { 0, PAGE };
+
+	printf("\n## Revocation: K buffers x A importers, seconds (median of 5)\n");
+	printf("| K | A | VFIO_DEVICE_RESET | decode off + on |");
+	printf(" move_notify per event, per importer |\n");
+	printf("|---|---|---|---|---|\n");
+	for (unsigned int ki = 0; ki < ARRAY_SIZE(ks); ki++) {
+		for (unsigned int ai = 0; ai < ARRAY_SIZE(as); ai++) {
+			if (quick && ks[ki] > 16)
+				break;
+			int k = ks[ki], a = as[ai];
+			int *buf = calloc(k + 1, sizeof(int));
+			int *imp = calloc(k * a + 1, sizeof(int));
+			double tr[5], tt[5], t0;
+			uint64_t moves0;
+
+			for (int i = 0; i < k; i++) {
+				buf[i] = dmabuf_create(d->fd, 2, 1, &r);
+				for (int j = 0; j < a; j++) {
+					imp[i * a + j] = importer_attach(buf[i], imp_bdf, 0);
+					if (imp[i * a + j] < 0)
+						die("attach", imp[i * a + j]);
+				}
+			}
+			moves0 = k ? importer_moves(imp[0]) : 0;
+			for (int rep = 0; rep < 5; rep++) {
+				for (int i = 0; i < k * a; i++)
+					importer_map(imp[i], segs, 1);
+				t0 = now();
+				if (ioctl(d->fd, VFIO_DEVICE_RESET))
+					die("reset", errno);
+				tr[rep] = now() - t0;
+				for (int i = 0; i < k * a; i++)
+					importer_map(imp[i], segs, 1);
+				t0 = now();
+				vdev_set_memory(d, 0);
+				vdev_set_memory(d, 1);
+				tt[rep] = now() - t0;
+			}
+			printf("| %d | %d | %.3g | %.3g | %.3g |\n", k, a,
+			       stats(tr, 5).med, stats(tt, 5).med,
+			       k ? (importer_moves(imp[0]) - moves0) / 10.0 : 0);
+			for (int i = 0; i < k * a; i++)
+				close(imp[i]);
+			for (int i = 0; i < k; i++)
+				close(buf[i]);
+			free(buf);
+			free(imp);
+		}
+	}
+}
+
+static void memory_and_entries(struct vdev *d, const char *imp_bdf,
+			       struct vfio_region_dma_range *r, uint64_t bar_pages)
+{
+	int m = quick ? 64 : 1024, n = quick ? 4096 : 65536, buf[1024], imp;
+	long k0, k1;
+
+	printf("\n## Kernel memory (MemTotal - MemFree deltas; noisy for small counts)\n");
+	fill_ranges(r, m, 1, bar_pages);
+	k0 = kmem_kib();
+	for (int i = 0; i < m; i++)
+		buf[i] = dmabuf_create(d->fd, 2, 1, &r[i]);
+	k1 = kmem_kib();
+	for (int i = 0; i < m; i++)
+		close(buf[i]);
+	printf("per buffer (%d one-range buffers): %.2f KiB\n", m, (k1 - k0) / (double)m);
+	fill_ranges(r, n, 1, bar_pages);
+	k0 = kmem_kib();
+	buf[0] = dmabuf_create(d->fd, 2, n, r);
+	k1 = kmem_kib();
+	printf("per range (one buffer of %d ranges): %.1f bytes\n", n,
+	       (k1 - k0) * 1024.0 / n);
+
+	printf("\n## SG entries against the minimum (physically discontiguous runs)\n");
+	imp = importer_attach(buf[0], imp_bdf, 0);
+	importer_limits(imp, 1U << 31, ~0ULL);
+	printf("scattered, %d ranges: %d entries, minimum %d\n", n,
+	       importer_map(imp, segs, n), count_runs(r, n));
+	close(imp);
+	close(buf[0]);
+	n = n < (int)bar_pages ? n : (int)bar_pages;
+	fill_ranges(r, n, 0, bar_pages);
+	buf[0] = dmabuf_create(d->fd, 2, n, r);
+	imp = importer_attach(buf[0], imp_bdf, 0);
+	importer_limits(imp, 1U << 31, ~0ULL);
+	printf("contiguous, %d ranges (max segment 2 GiB): %d entries, minimum %d\n",
+	       n, importer_map(imp, segs, n), count_runs(r, n));
+	importer_unmap(imp);
+	importer_limits(imp, 65536, ~0ULL);
+	printf("contiguous, %d ranges (max segment 64 KiB, PCI's default): ", n);
+	printf("%d entries, minimum %llu\n",
+	       importer_map(imp, segs, n), (unsigned long long)n * PAGE / 65536);
+	close(imp);
+	close(buf[0]);
+}
+
+int main(void)
+{
+	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
+	const char *imp_bdf = env_or("VFIO_DMABUF_IMPORTER", "");
+	struct rlimit rl = { 600000, 600000 };
+	struct vfio_region_dma_range *r;
+	uint64_t bar_pages;
+	struct vdev d;
+	int s, v, e;
+
+	quick = strcmp(env_or("VFIO_DMABUF_BENCH", "quick"), "full") != 0;
+	printf("TAP version 13\n1..1\n");
+	if (!bdf || strcmp(env_or("VFIO_DMABUF_PATH", "none"), "bus")) {
+		printf("ok 1 benchmark # SKIP runs in the bus-address scenarios only\n");
+		return 0;
+	}
+	setrlimit(RLIMIT_NOFILE, &rl);
+	e = vdev_open(&d, bdf);
+	if (e || vdev_set_memory(&d, 1))
+		die("open device", e);
+	bar_pages = vdev_region_size(&d, 2) / PAGE;
+	r = calloc(262144, sizeof(*r));
+	segs = calloc(262144, sizeof(*segs));
+	if (!r || !segs)
+		die("calloc", ENOMEM);
+
+	printf("# vfio-pci dma-buf benchmark%s; guest under QEMU TCG emulation:\n"
+	       "# absolute times are not meaningful, ratios and growth are.\n",
+	       quick ? " (quick smoke pass)" : "");
+	/* First, while the slab caches are cold. */
+	memory_and_entries(&d, imp_bdf, r, bar_pages);
+	for (s = 0; s < NSIZES; s++) {
+		int n = sizes[s], reps = n <= 1024 ? MAXREP : n <= 4096 ? 5 : 3;
+
+		if (quick && n > 256)
+			break;
+		for (v = 0; v < NVAR; v++) {
+			double t[MAXREP][NPHASE], col[MAXREP];
+
+			if ((v == N_BUFS || v == UDMABUF) && n > 65536)
+				continue;
+			for (int rep = 0; rep < reps; rep++) {
+				fill_ranges(r, n, v != ONE_CONT, bar_pages);
+				if (v == ONE_SCAT || v == ONE_CONT)
+					run_one_buffer(&d, imp_bdf, r, n, t[rep]);
+				else if (v == N_BUFS)
+					run_n_buffers(&d, imp_bdf, r, n, t[rep]);
+				else
+					run_udmabuf(imp_bdf, n, t[rep]);
+			}
+			nents[v][s] = v == N_BUFS ? n : nents_last;
+			for (int ph = 0; ph <= NPHASE; ph++) {
+				for (int rep = 0; rep < reps; rep++)
+					col[rep] = phase_time(t[rep], ph);
+				res[v][s][ph] = stats(col, reps);
+			}
+			have[v][s] = 1;
+			fflush(stdout);
+		}
+	}
+	for (int ph = 0; ph <= NPHASE; ph++)
+		print_table(ph);
+	printf("\n## SG entries the importer got (64 KiB max segment)\n| N |");
+	for (v = 0; v < NVAR; v++)
+		printf(" %s |", var_name[v]);
+	printf("\n|---|---|---|---|---|\n");
+	for (s = 0; s < NSIZES; s++) {
+		if (!have[ONE_SCAT][s])
+			continue;
+		printf("| %d |", sizes[s]);
+		for (v = 0; v < NVAR; v++)
+			printf(have[v][s] ? " %d |" : " - |", nents[v][s]);
+		printf("\n");
+	}
+	for (v = 0; v < NVAR; v++) {
+		int a = 4, b = 5;	/* sizes 4096 and 65536 */
+
+		if (!have[v][a] || !have[v][b])
+			continue;
+		printf("growth t(65536)/t(4096), %s, ", var_name[v]);
+		printf("create + attach+map: %.3g (linear: 16)\n",
+		       (res[v][b][CREATE].med + res[v][b][MAP].med) /
+		       (res[v][a][CREATE].med + res[v][a][MAP].med));
+	}
+	revocation(&d, imp_bdf);
+	vdev_close(&d);
+	printf("ok 1 benchmark\n");
+	return 0;
+}
