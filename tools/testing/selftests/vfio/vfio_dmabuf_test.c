@@ -576,6 +576,158 @@ TEST_F(dmabuf, reset_loop)
 		close(buf[b]);
 }
 
+/* Writes @val to a sysfs or debugfs file; returns 0 or -errno. */
+static int write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* The buffer outlives its device's driver: unbind must not wait for it. */
+TEST_F(dmabuf, buffer_outlives_unbind)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
+	char path[PATH_MAX];
+	int buf, imp = -1;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (strcmp(self->path, "none"))
+		imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+				    self->segs, &buf);
+	vdev_close(&self->d);
+	/* Hangs (and the guest times out) if the buffer kept the device. */
+	ASSERT_EQ(0, write_file("/sys/bus/pci/drivers/vfio-pci/unbind", bdf));
+	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
+	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+	if (imp >= 0) {
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);	/* released after the vfio device is gone */
+	ASSERT_EQ(0, write_file("/sys/bus/pci/drivers_probe", bdf));
+	snprintf(path, sizeof(path), "/sys/bus/pci/drivers/vfio-pci/%s", bdf);
+	ASSERT_EQ(0, access(path, F_OK));
+}
+
+/*
+ * This thread's /proc/thread-self/fail-nth, opened once: opening it again
+ * between the injection and the call under test would consume the failure.
+ */
+static int nth_fd = -1;
+
+/* Makes the @nth allocation of this thread's next system call fail. */
+static int fail_nth(int nth)
+{
+	char val[16];
+
+	snprintf(val, sizeof(val), "%d", nth);
+	return pwrite(nth_fd, val, strlen(val), 0) < 0 ? -errno : 0;
+}
+
+/* fail-nth left over: 0 once a failure was injected. */
+static int fail_nth_left(void)
+{
+	char val[16] = "";
+
+	if (pread(nth_fd, val, sizeof(val) - 1, 0) < 0)
+		return -1;
+	return atoi(val);
+}
+
+static int fault_injection_setup(void)
+{
+	static const char *const knobs[] = {
+		"/sys/kernel/debug/failslab/ignore-gfp-wait",
+		"/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait",
+		"/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem",
+	};
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(knobs); i++)
+		if (write_file(knobs[i], "N"))
+			return -1;
+	if (write_file("/sys/kernel/debug/fail_page_alloc/min-order", "0"))
+		return -1;
+	nth_fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	return nth_fd < 0 ? -1 : 0;
+}
+
+/*
+ * Fails the n-th allocation of the create and then of the map path, for
+ * every n until the call goes through: each failure is an errno with
+ * nothing left behind (no fd, no module reference; kmemleak runs at the
+ * end of the guest), and the next call works.
+ */
+TEST_F(dmabuf, fault_injection)
+{
+	struct vfio_region_dma_range r[64];
+	int refs = core_refcnt(), next_fd, buf, imp, n, ret, injected = 0;
+
+	if (fault_injection_setup() || fail_nth(0))
+		SKIP(return, "no fault injection (FAILSLAB, FAIL_PAGE_ALLOC, debugfs)");
+	page_ranges(r, 64, 0, 2);
+	next_fd = dup(0);
+	close(next_fd);
+	for (n = 1; n < 1000; n++) {
+		ASSERT_EQ(0, fail_nth(n));
+		ret = dmabuf_create(self->d.fd, BAR, 64, r);
+		if (fail_nth_left()) {	/* nothing left to fail */
+			ASSERT_EQ(0, fail_nth(0));
+			ASSERT_GE(ret, 0);
+			close(ret);
+			break;
+		}
+		injected++;
+		if (ret >= 0) {		/* a failure the kernel absorbed */
+			close(ret);
+			continue;
+		}
+		ASSERT_EQ(-ENOMEM, ret);
+		ASSERT_EQ(next_fd, dup(0));
+		close(next_fd);
+		if (refs >= 0)
+			ASSERT_EQ(refs, core_refcnt());
+	}
+	ASSERT_LT(n, 1000);
+	TH_LOG("create: %d allocations failed in turn", injected);
+
+	if (!strcmp(self->path, "none"))
+		return;
+	buf = dmabuf_create(self->d.fd, BAR, 64, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	for (n = 1, injected = 0; n < 1000; n++) {
+		ASSERT_EQ(0, fail_nth(n));
+		ret = importer_map(imp, self->segs, MAX_SEGS);
+		if (fail_nth_left()) {
+			ASSERT_EQ(0, fail_nth(0));
+			ASSERT_EQ(64, ret);
+			break;
+		}
+		injected++;
+		if (ret >= 0) {
+			ASSERT_EQ(0, importer_unmap(imp));
+			continue;
+		}
+		ASSERT_EQ(-ENOMEM, ret);
+		/* a failed map holds nothing: unmap finds no mapping */
+		ASSERT_EQ(-ENOENT, importer_unmap(imp));
+	}
+	ASSERT_LT(n, 1000);
+	TH_LOG("map: %d allocations failed in turn", injected);
+	check_segments(r, 64, 64, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+}
+
 /* Closing the device revokes for good; the buffer outlives it. */
 TEST_F(dmabuf, device_closed_under_buffer)
 {
