@@ -16,7 +16,7 @@ import sys
 SPLAT = re.compile(
     r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|Kernel panic|general protection fault"
     r"|unreferenced object|INFO: task .* blocked|possible recursive locking"
-    r"|possible circular locking|inconsistent lock state|RCU detected stall)")
+    r"|possible circular locking|inconsistent lock state|detected stalls)")
 RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
