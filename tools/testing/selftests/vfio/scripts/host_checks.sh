@@ -29,8 +29,16 @@ cd "$REPO"
 check "cargo test of vfio_pci_dmabuf_ranges.rs" \
 	env CARGO_TARGET_DIR="$CACHE/cargo-target" /usr/bin/cargo test --locked --release -q \
 	--manifest-path "$SELFTEST_DIR/ranges/Cargo.toml"
+# libFuzzer through cargo fuzz; no sanitizer (safe Rust: a panic is the
+# finding).  Long mode: FUZZ_ARGS="-max_total_time=3600".
+check "cargo fuzz of vfio_pci_dmabuf_ranges.rs, ${FUZZ_RUNS:=1000000} runs" \
+	env RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CACHE/cargo-fuzz-target" \
+	PATH="/usr/bin:$PATH" bash -c 'set -o pipefail; cd "$1" && "$2" run -s none --release \
+	ranges -- -runs="$3" -max_len=4096 -seed=1 ${FUZZ_ARGS:-} 2>&1 | tail -n 5' _ \
+	"$SELFTEST_DIR/ranges/fuzz" "$TOOLS/bin/cargo-fuzz" "$FUZZ_RUNS"
 check "rustfmt" /usr/bin/rustfmt --check --edition 2021 \
-	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs
+	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs \
+	"$SELFTEST_DIR"/ranges/fuzz/fuzz_targets/*.rs
 check "clippy, warnings as errors" \
 	make -s -C "$TREE" O="$CACHE/build-test" "${MV[@]}" CLIPPY=1 \
 	KRUSTFLAGS=-Dwarnings drivers/vfio/pci/vfio_pci_dmabuf.o

@@ -8,6 +8,7 @@ REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
 # not available from the archive (with a message).
 BASE_PIN=${BASE_PIN:-6.12.117-1~deb12u1}
 BINDGEN_VERSION=0.73.2
+CARGO_FUZZ_VERSION=0.13.2
 
 CACHE=${VFIO_DMABUF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-dmabuf}
 TOOLS=$CACHE/tools

@@ -49,4 +49,10 @@ if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; 
 	/usr/bin/cargo install --locked --quiet --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
+if ! [ -x "$TOOLS/bin/cargo-fuzz" ] ||
+		! "$TOOLS/bin/cargo-fuzz" --version | grep -qF "$CARGO_FUZZ_VERSION"; then
+	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
+	/usr/bin/cargo install --locked --quiet --root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 [ ${#missing[@]} -gt 0 ] || log "set-up: everything present"

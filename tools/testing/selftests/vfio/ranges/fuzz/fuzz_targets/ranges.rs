@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Fuzz target: arbitrary range lists and device limits through validation,
+//! merging and splitting, checked against a byte-level reference model.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ranges::{runs, validate, Limits, Range, RangeError, Segments};
+
+const PAGE: u64 = 4096;
+
+fn u64_at(d: &[u8], i: usize) -> u64 {
+    let mut b = [0u8; 8];
+    for (k, x) in b.iter_mut().enumerate() {
+        *x = d.get(i + k).copied().unwrap_or(0);
+    }
+    u64::from_le_bytes(b)
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 24 {
+        return;
+    }
+    let bar = u64_at(data, 0) >> (u64_at(data, 0) & 63);
+    let limits = Limits {
+        max_seg: u64_at(data, 8) as u32,
+        boundary_mask: (1u64 << (u64_at(data, 16) % 64)).wrapping_sub(1) | 0xfff,
+    };
+    let list: Vec<Range> = data[24..]
+        .chunks(16)
+        .map(|c| {
+            // Small offsets and lengths most of the time, raw values otherwise.
+            let (o, l) = (u64_at(c, 0), u64_at(c, 8));
+            if o & 1 == 0 {
+                Range {
+                    offset: (o >> 1) % 64 * PAGE,
+                    length: (l % 8) * PAGE,
+                }
+            } else {
+                Range {
+                    offset: o,
+                    length: l,
+                }
+            }
+        })
+        .collect();
+
+    // Validation agrees with the rules, range by range.
+    let mut want = Ok(0u64);
+    for r in &list {
+        let e = if r.length == 0 || (r.offset | r.length) % PAGE != 0 {
+            Some(RangeError::Invalid)
+        } else {
+            match r.offset.checked_add(r.length) {
+                None => Some(RangeError::Overflow),
+                Some(end) if end > bar => Some(RangeError::Invalid),
+                _ => None,
+            }
+        };
+        want = match (want, e) {
+            (Err(x), _) => Err(x),
+            (Ok(_), Some(x)) => Err(x),
+            (Ok(t), None) => t.checked_add(r.length).ok_or(RangeError::Invalid),
+        };
+    }
+    if list.is_empty() {
+        want = Err(RangeError::Invalid);
+    }
+    let got = validate(&list, bar, PAGE);
+    assert_eq!(got, want);
+    let Ok(total) = got else { return };
+
+    // Runs cover the same bytes in order; segments cover each run exactly,
+    // within the limits.
+    let mut covered = 0u64;
+    let mut expect = list
+        .iter()
+        .flat_map(|r| (0..r.length / PAGE).map(move |p| r.offset + p * PAGE));
+    for run in runs(&list) {
+        for p in 0..run.length / PAGE {
+            assert_eq!(expect.next(), Some(run.offset + p * PAGE));
+        }
+        let base = run.offset.wrapping_mul(3); // any DMA address
+        let mut next = base;
+        for (a, l) in Segments::new(base, run.length, limits) {
+            assert_eq!(a, next);
+            assert!(l > 0);
+            if limits.max_seg != 0 {
+                assert!(l <= limits.max_seg);
+            }
+            let last = a.wrapping_add(u64::from(l) - 1);
+            assert_eq!(a | limits.boundary_mask, last | limits.boundary_mask);
+            next = a.wrapping_add(u64::from(l));
+            covered += u64::from(l);
+        }
+    }
+    assert_eq!(expect.next(), None);
+    assert_eq!(covered, total);
+});
