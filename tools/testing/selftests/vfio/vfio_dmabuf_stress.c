@@ -5,7 +5,8 @@
  * reset the device, toggle memory decode and close and reopen the device,
  * all at once, for VFIO_DMABUF_STRESS_SECONDS (default 10).
  *
- * Checked while it runs: every segment a map returns lies inside the
+ * Checked while it runs: no map succeeds while memory decode is off (the
+ * buffer is revoked); every segment a map returns lies inside the
  * requested ranges of the BAR (through the IOMMU where there is one); every
  * failure is one the contract allows (ENODEV while revoked, EOPNOTSUPP with
  * no P2P path).  Checked at the end: open fds and vfio-pci-core's module
@@ -35,7 +36,10 @@ static struct buf pool[POOL];
 static const char *importer, *path;
 static uint64_t bar_size, phys;
 static int stop;
-static int errors, maps_ok, maps_revoked, creates, resets, toggles, reopens;
+/* Odd while the toggler holds memory decode off (buffers revoked). */
+static int off_gen;
+static int errors, maps_ok, maps_revoked, maps_in_window, creates, resets, toggles,
+	   reopens;
 
 static void fail(const char *what, int err)
 {
@@ -132,7 +136,14 @@ static void *importer_thread(void *arg)
 			continue;
 		}
 		for (int k = 0; k < 4; k++) {
+			int g0 = __atomic_load_n(&off_gen, __ATOMIC_SEQ_CST);
+
 			n = importer_map(imp, segs, 64);
+			if (n >= 0 && (g0 & 1) &&
+			    g0 == __atomic_load_n(&off_gen, __ATOMIC_SEQ_CST)) {
+				__atomic_fetch_add(&maps_in_window, 1, __ATOMIC_RELAXED);
+				fail("map succeeded while decode was off", EBUSY);
+			}
 			if (n == -ENODEV) {
 				__atomic_fetch_add(&maps_revoked, 1, __ATOMIC_RELAXED);
 				continue;
@@ -174,12 +185,22 @@ static void *resetter(void *arg)
 	return arg;
 }
 
+/*
+ * Memory decode off for a while, then on.  The window in which off_gen is
+ * odd lies inside the time decode is off, so a map that starts and ends in
+ * it must fail.  The read lock keeps the reopener out of the window.
+ */
 static void *toggler(void *arg)
 {
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		pthread_rwlock_rdlock(&dev_lock);
-		if (vdev_set_memory(&dev, 0) || vdev_set_memory(&dev, 1))
-			fail("decode toggle", errno);
+		if (vdev_set_memory(&dev, 0))
+			fail("decode off", errno);
+		__atomic_fetch_add(&off_gen, 1, __ATOMIC_SEQ_CST);
+		usleep(2000);
+		__atomic_fetch_add(&off_gen, 1, __ATOMIC_SEQ_CST);
+		if (vdev_set_memory(&dev, 1))
+			fail("decode on", errno);
 		pthread_rwlock_unlock(&dev_lock);
 		__atomic_fetch_add(&toggles, 1, __ATOMIC_RELAXED);
 		usleep(5000);
@@ -255,8 +276,8 @@ int main(void)
 	refs1 = module_refs();
 	fd1 = dup(0);
 	close(fd1);
-	ksft_print_msg("%d s: %d buffers created, %d maps, %d refused while revoked\n",
-		       secs, creates, maps_ok, maps_revoked);
+	ksft_print_msg("%d s: %d buffers, %d maps, %d refused while revoked, %d wrongly allowed\n",
+		       secs, creates, maps_ok, maps_revoked, maps_in_window);
 	ksft_print_msg("%d resets, %d decode toggles, %d reopens\n",
 		       resets, toggles, reopens);
 	ksft_print_msg("fds %d -> %d, module references %d -> %d, %d unexpected results\n",
