@@ -87,20 +87,16 @@ static int count_runs(const struct vfio_region_dma_range *r, int n)
 static struct vdi_segment *segs;
 static int nents_last;
 
-/* One N-range buffer: one run of the four phases. */
-static void run_one_buffer(struct vdev *d, const char *imp_bdf,
-			   struct vfio_region_dma_range *r, int n, double t[NPHASE])
+/*
+ * The phases after create, for one buffer of @n pages: import, map,
+ * unmap, detach, close.
+ */
+static void import_and_close(int buf, const char *imp_bdf, int n,
+			     double t[NPHASE])
 {
-	double t0;
-	int buf, imp;
+	double t0 = now();
+	int imp = importer_attach(buf, imp_bdf, 0);
 
-	t0 = now();
-	buf = dmabuf_create(d->fd, 2, n, r);
-	t[CREATE] = now() - t0;
-	if (buf < 0)
-		die("create", buf);
-	t0 = now();
-	imp = importer_attach(buf, imp_bdf, 0);
 	if (imp < 0)
 		die("attach", imp);
 	nents_last = importer_map(imp, segs, n);
@@ -114,6 +110,21 @@ static void run_one_buffer(struct vdev *d, const char *imp_bdf,
 	t0 = now();
 	close(buf);
 	t[CLOSE] = now() - t0;
+}
+
+/* One N-range buffer: one run of the four phases. */
+static void run_one_buffer(struct vdev *d, const char *imp_bdf,
+			   struct vfio_region_dma_range *r, int n, double t[NPHASE])
+{
+	double t0;
+	int buf;
+
+	t0 = now();
+	buf = dmabuf_create(d->fd, 2, n, r);
+	t[CREATE] = now() - t0;
+	if (buf < 0)
+		die("create", buf);
+	import_and_close(buf, imp_bdf, n, t);
 }
 
 /* N one-range buffers: each phase for all N. */
@@ -160,7 +171,7 @@ static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
 	size_t size = sizeof(struct udmabuf_create_list) +
 		      (size_t)n * sizeof(struct udmabuf_create_item);
 	struct udmabuf_create_list *list = calloc(1, size);
-	int memfd, dev, buf, imp;
+	int memfd, dev, buf;
 	double t0;
 
 	if (!list)
@@ -185,21 +196,7 @@ static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
 	t[CREATE] = now() - t0;
 	if (buf < 0)
 		die("UDMABUF_CREATE_LIST", errno);
-	t0 = now();
-	imp = importer_attach(buf, imp_bdf, 0);
-	if (imp < 0)
-		die("udmabuf attach", imp);
-	nents_last = importer_map(imp, segs, n);
-	t[MAP] = now() - t0;
-	if (nents_last < 0)
-		die("udmabuf map", nents_last);
-	t0 = now();
-	importer_unmap(imp);
-	close(imp);
-	t[UNMAP] = now() - t0;
-	t0 = now();
-	close(buf);
-	t[CLOSE] = now() - t0;
+	import_and_close(buf, imp_bdf, n, t);
 	close(dev);
 	close(memfd);
 	free(list);

@@ -170,7 +170,6 @@ int main(void)
 	size_t cap = sizeof(*feat) + 16 + 4096 * 16 + 64;
 	double t0;
 	struct vdev d;
-	FILE *f;
 
 	ksft_print_header();
 	ksft_set_plan(1);
@@ -180,10 +179,7 @@ int main(void)
 	feat = malloc(cap);
 	if (!feat)
 		ksft_exit_fail_msg("malloc\n");
-	f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
-	refs0 = f && fscanf(f, "%d", &refs0) == 1 ? refs0 : -1;
-	if (f)
-		fclose(f);
+	refs0 = core_refcnt();
 	fd0 = dup(0);
 	close(fd0);
 	rng_state = seed * 0x9e3779b97f4a7c15ULL + 1;
@@ -273,10 +269,7 @@ int main(void)
 	}
 	t0 = now() - t0;
 
-	f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
-	refs1 = f && fscanf(f, "%d", &refs1) == 1 ? refs1 : -1;
-	if (f)
-		fclose(f);
+	refs1 = core_refcnt();
 	fd1 = dup(0);
 	close(fd1);
 	ksft_print_msg("%ld calls, %d buffers created, %.0f calls/s\n", calls,

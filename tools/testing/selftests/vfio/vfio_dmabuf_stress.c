@@ -224,19 +224,6 @@ static void *reopener(void *arg)
 	return arg;
 }
 
-static int module_refs(void)
-{
-	FILE *f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 int main(void)
 {
 	void *(*fns[])(void *) = {
@@ -260,7 +247,7 @@ int main(void)
 	phys = bar_phys(bdf, 2);
 	for (int i = 0; i < POOL; i++)
 		pool[i].fd = -1;
-	refs0 = module_refs();
+	refs0 = core_refcnt();
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(fns); i++)
 		pthread_create(&th[i], NULL, fns[i], NULL);
@@ -273,7 +260,7 @@ int main(void)
 			close(pool[i].fd);
 	vdev_close(&dev);
 
-	refs1 = module_refs();
+	refs1 = core_refcnt();
 	fd1 = dup(0);
 	close(fd1);
 	ksft_print_msg("%d s: %d buffers, %d maps, %d refused while revoked, %d wrongly allowed\n",

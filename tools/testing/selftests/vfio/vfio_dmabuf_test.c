@@ -259,20 +259,6 @@ TEST_F(dmabuf, largest_request)
 	free(r);
 }
 
-/* Module references of vfio-pci-core, -1 if it is built in. */
-static int core_refcnt(void)
-{
-	FILE *f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
-	int v = -1;
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* The buffer pins vfio-pci-core: one module reference per live buffer. */
 TEST_F(dmabuf, module_pinned)
 {

@@ -183,6 +183,20 @@ static inline int dmabuf_create(int devfd, uint32_t region, uint32_t nr,
 				ranges, nr, 0);
 }
 
+/* Module references of vfio-pci-core (one per live buffer), -1 if built in. */
+static inline int core_refcnt(void)
+{
+	FILE *f = fopen("/sys/module/vfio_pci_core/refcnt", "r");
+	int v = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 /* Opens the test importer and attaches @dmabuf; returns its fd or -errno. */
 static inline int importer_attach(int dmabuf, const char *bdf, uint32_t flags)
 {
