@@ -323,11 +323,11 @@ impl Device {
     }
 
     /// The device's DMA segment limits.
-    pub(crate) fn dma_limits(&self) -> crate::ranges::Limits {
+    pub(crate) fn dma_limits(&self) -> crate::vfio_pci_dmabuf_ranges::Limits {
         let (mut max_seg, mut boundary_mask) = (0, 0);
         // SAFETY: Valid device; out pointers are locals.
         unsafe { vfio_pci_dmabuf_shim_dma_limits(self.as_raw(), &mut max_seg, &mut boundary_mask) };
-        crate::ranges::Limits {
+        crate::vfio_pci_dmabuf_ranges::Limits {
             max_seg,
             boundary_mask,
         }

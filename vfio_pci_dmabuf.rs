@@ -32,14 +32,12 @@ use kernel::{
 };
 
 mod vfio_pci_core_glue;
-#[allow(dead_code)]
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
     check_feature, free_sg_table, sg_entries, Attachment, Bar, CoreDevice, DmaBuf, MemoryLocked,
     PciDevRef, Registration, SgTableBuilder,
 };
-use vfio_pci_dmabuf_ranges as ranges;
 use vfio_pci_dmabuf_ranges::{runs, validate, Range, RangeError, Segments, MAX_RANGES};
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
