@@ -3,7 +3,8 @@
  * Seeded ioctl fuzzer for VFIO_DEVICE_FEATURE_DMA_BUF.
  *
  * Mutates argsz, the feature flags, region_index, open_flags, flags,
- * nr_ranges and the ranges, on every region of the exporting device, and
+ * nr_ranges and the ranges, on every region of both exporting devices
+ * (each call picks one), and
  * checks each call against the contract: a call that breaks a rule fails
  * with an errno of a rule it breaks; a call that breaks none succeeds with
  * a dma-buf whose size is the sum of the ranges.  At the end, open fds and
@@ -163,19 +164,26 @@ int main(void)
 {
 	uint64_t seed = strtoull(env_or("VFIO_DMABUF_FUZZ_SEED", "1"), NULL, 0);
 	long calls = atol(env_or("VFIO_DMABUF_FUZZ_CALLS", "100000"));
-	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
-	struct bar bars[6] = {};
+	const char *bdfs[2] = { getenv("VFIO_DMABUF_EXPORTER"),
+				getenv("VFIO_DMABUF_EXPORTER2") };
 	int refs0, refs1, fd0, fd1, ok_calls = 0, bad = 0;
 	struct vfio_device_feature *feat;
 	size_t cap = sizeof(*feat) + 16 + 4096 * 16 + 64;
+	struct {
+		struct vdev d;
+		struct bar bars[6];
+	} devs[2] = {};
 	double t0;
-	struct vdev d;
 
 	ksft_print_header();
 	ksft_set_plan(1);
-	if (!bdf || vdev_open(&d, bdf) || vdev_set_memory(&d, 1))
-		ksft_exit_fail_msg("cannot open the exporting device\n");
-	read_bars(bdf, bars);
+	for (int i = 0; i < 2; i++) {
+		if (!bdfs[i] || vdev_open(&devs[i].d, bdfs[i]) ||
+		    vdev_set_memory(&devs[i].d, 1))
+			ksft_exit_fail_msg("cannot open exporting device %d (%s)\n",
+					   i + 1, bdfs[i] ? bdfs[i] : "unset");
+		read_bars(bdfs[i], devs[i].bars);
+	}
 	feat = malloc(cap);
 	if (!feat)
 		ksft_exit_fail_msg("malloc\n");
@@ -189,6 +197,8 @@ int main(void)
 	for (long c = 0; c < calls; c++) {
 		struct vfio_device_feature_dma_buf *get = (void *)feat->data;
 		struct vfio_region_dma_range *r = get->dma_ranges;
+		int dev = pick(2);
+		const struct bar *bars = devs[dev].bars;
 		uint64_t set, total = 0;
 		uint32_t given, fflags;
 		size_t payload;
@@ -248,7 +258,7 @@ int main(void)
 		feat->flags = fflags | VFIO_DEVICE_FEATURE_DMA_BUF;
 
 		set = allowed(fflags, payload, get, r, given, bars, &total);
-		ret = ioctl(d.fd, VFIO_DEVICE_FEATURE, feat);
+		ret = ioctl(devs[dev].d.fd, VFIO_DEVICE_FEATURE, feat);
 		e = ret < 0 ? errno : 0;
 		if (ret >= 0 && (fflags & VFIO_DEVICE_FEATURE_PROBE)) {
 			wrong = ret != 0;
@@ -262,8 +272,8 @@ int main(void)
 		if (wrong && bad++ < 5) {
 			ksft_print_msg("seed %llu call %ld: ret %d errno %d\n",
 				       (unsigned long long)seed, c, ret, e);
-			ksft_print_msg("  region %u nr %u given %u argsz %u flags 0x%x open 0x%x\n",
-				       get->region_index, get->nr_ranges, given,
+			ksft_print_msg("  %s bar %u nr %u given %u argsz %u flags 0x%x open 0x%x\n",
+				       bdfs[dev], get->region_index, get->nr_ranges, given,
 				       feat->argsz, get->flags, get->open_flags);
 		}
 	}
@@ -276,7 +286,8 @@ int main(void)
 		       ok_calls, t0 > 0 ? calls / t0 : (double)calls);
 	ksft_print_msg("fds %d -> %d, module references %d -> %d\n", fd0, fd1,
 		       refs0, refs1);
-	vdev_close(&d);
+	vdev_close(&devs[0].d);
+	vdev_close(&devs[1].d);
 	ksft_test_result(!bad && fd0 == fd1 && refs0 == refs1,
 			 "fuzz VFIO_DEVICE_FEATURE_DMA_BUF\n");
 	ksft_finished();

@@ -7,7 +7,7 @@
  *
  * Needs a device bound to vfio-pci with a 64-bit memory BAR 2 (QEMU's
  * pci-testdev), a second PCI device as importer and the test importer
- * module; the harness (run_vm.sh) sets up guests that have them and passes
+ * module; the harness (run.sh) sets up guests that have them and passes
  * them in the environment (see vfio_dmabuf_util.h).
  */
 
@@ -41,7 +41,7 @@ FIXTURE_SETUP(dmabuf)
 	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
 
 	if (!bdf)
-		SKIP(return, "VFIO_DMABUF_EXPORTER is not set (run through run_vm.sh)");
+		SKIP(return, "VFIO_DMABUF_EXPORTER is not set (run through run.sh)");
 	ASSERT_EQ(0, vdev_open(&self->d, bdf));
 	self->bar_size = vdev_region_size(&self->d, BAR);
 	ASSERT_NE(0, self->bar_size);

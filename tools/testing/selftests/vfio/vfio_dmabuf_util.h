@@ -7,6 +7,7 @@
  * The harness describes the guest's scenario in the environment:
  *   VFIO_DMABUF_SCENARIO  name of the scenario
  *   VFIO_DMABUF_EXPORTER  BDF of the device bound to vfio-pci
+ *   VFIO_DMABUF_EXPORTER2 BDF of a second one (the race stress uses both)
  *   VFIO_DMABUF_IMPORTER  BDF of the importing device (no driver)
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
  */
@@ -30,8 +31,25 @@
 
 #define PAGE 4096ULL
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+/*
+ * A VFIO group is opened once: devices of one group (behind a PCIe switch
+ * without ACS, for instance) share its group and container fds, counted
+ * here.  Not thread-safe: open and close devices from one thread at a time.
+ */
+struct vgroup {
+	char name[32];			/* the iommu_group's number */
+	int group, container, users;
+};
+
+static struct vgroup vgroups[8];
+
 struct vdev {
-	int container, group, fd;
+	int container, group, fd;	/* container and group: shared */
+	struct vgroup *vg;
 	char bdf[32];
 	uint64_t cfg_offset;		/* config space region offset */
 };
@@ -43,62 +61,109 @@ static inline const char *env_or(const char *name, const char *dflt)
 	return v && *v ? v : dflt;
 }
 
-/* Opens @bdf through its VFIO group; returns 0 or -errno. */
-static inline int vdev_open(struct vdev *d, const char *bdf)
+static inline void vgroup_put(struct vgroup *g)
 {
-	struct vfio_region_info reg = { .argsz = sizeof(reg) };
+	if (--g->users > 0)
+		return;
+	if (g->group >= 0)
+		close(g->group);
+	if (g->container >= 0)
+		close(g->container);
+	memset(g, 0, sizeof(*g));
+}
+
+/* Opens (or shares) the VFIO group of @bdf; returns it or NULL, errno set. */
+static inline struct vgroup *vgroup_get(const char *bdf)
+{
 	char path[PATH_MAX], link[PATH_MAX];
+	struct vgroup *g = NULL;
 	int noiommu, type;
+	const char *name;
 	ssize_t n;
 
-	memset(d, 0, sizeof(*d));
-	d->container = -1;
-	d->group = -1;
-	d->fd = -1;
-	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
 	n = readlink(path, link, sizeof(link) - 1);
 	if (n < 0)
-		return -errno;
+		return NULL;
 	link[n] = 0;
-	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(link));
-	d->group = open(path, O_RDWR);
-	noiommu = d->group < 0;
-	if (noiommu) {
-		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", basename(link));
-		d->group = open(path, O_RDWR);
+	name = basename(link);
+	for (unsigned int i = 0; i < ARRAY_SIZE(vgroups); i++) {
+		if (vgroups[i].users && !strcmp(vgroups[i].name, name)) {
+			vgroups[i].users++;
+			return &vgroups[i];
+		}
+		if (!vgroups[i].users && !g)
+			g = &vgroups[i];
 	}
-	if (d->group < 0)
-		return -errno;
-	d->container = open("/dev/vfio/vfio", O_RDWR);
-	if (d->container < 0)
-		return -errno;
-	if (ioctl(d->group, VFIO_GROUP_SET_CONTAINER, &d->container))
-		return -errno;
+	if (!g) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->users = 1;
+	g->container = -1;
+	snprintf(path, sizeof(path), "/dev/vfio/%s", name);
+	g->group = open(path, O_RDWR);
+	noiommu = g->group < 0;
+	if (noiommu) {
+		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", name);
+		g->group = open(path, O_RDWR);
+	}
 	type = noiommu ? VFIO_NOIOMMU_IOMMU : VFIO_TYPE1v2_IOMMU;
-	if (ioctl(d->container, VFIO_SET_IOMMU, type))
-		return -errno;
-	d->fd = ioctl(d->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
-	if (d->fd < 0)
-		return -errno;
-	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
-	if (ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
-		return -errno;
-	d->cfg_offset = reg.offset;
-	return 0;
+	if (g->group >= 0)
+		g->container = open("/dev/vfio/vfio", O_RDWR);
+	if (g->container < 0 ||
+	    ioctl(g->group, VFIO_GROUP_SET_CONTAINER, &g->container) ||
+	    ioctl(g->container, VFIO_SET_IOMMU, type)) {
+		int e = errno;
+
+		vgroup_put(g);
+		errno = e;
+		return NULL;
+	}
+	return g;
 }
 
 static inline void vdev_close(struct vdev *d)
 {
 	if (d->fd >= 0)
 		close(d->fd);
-	if (d->group >= 0)
-		close(d->group);
-	if (d->container >= 0)
-		close(d->container);
+	if (d->vg)
+		vgroup_put(d->vg);
 	d->fd = -1;
 	d->group = -1;
 	d->container = -1;
+	d->vg = NULL;
+}
+
+/*
+ * Opens @bdf through its VFIO group; returns 0 or -errno.  On failure
+ * nothing stays open and vdev_close() is a no-op.
+ */
+static inline int vdev_open(struct vdev *d, const char *bdf)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg) };
+	int e;
+
+	memset(d, 0, sizeof(*d));
+	d->container = -1;
+	d->group = -1;
+	d->fd = -1;
+	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
+	d->vg = vgroup_get(bdf);
+	if (!d->vg)
+		return -errno;
+	d->group = d->vg->group;
+	d->container = d->vg->container;
+	d->fd = ioctl(d->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
+	if (d->fd < 0 || ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg)) {
+		e = errno;
+		vdev_close(d);
+		return -e;
+	}
+	d->cfg_offset = reg.offset;
+	return 0;
 }
 
 static inline uint64_t vdev_region_size(struct vdev *d, uint32_t index)

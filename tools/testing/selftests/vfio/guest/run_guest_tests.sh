@@ -18,23 +18,28 @@ for m in irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer; do
 	insmod "$art/modules/$m.ko" || say "ERROR insmod $m failed"
 done
 
-# pci-testdev (1b36:0005): the first is exported, the second imports.
+# pci-testdev (1b36:0005): the first and the third are bound to vfio-pci
+# and export, the second imports (it keeps no driver, so the DMA API works
+# on it).
 devs=""
 for d in /sys/bus/pci/devices/*; do
 	[ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0005 ] &&
 		devs="$devs ${d##*/}"
 done
-exporter=$(echo $devs | cut -d' ' -f1)
-importer=$(echo $devs | cut -d' ' -f2)
-[ -n "$exporter" ] || say "ERROR no pci-testdev in this guest"
-echo vfio-pci > "/sys/bus/pci/devices/$exporter/driver_override"
-echo "$exporter" > /sys/bus/pci/drivers_probe
-[ -e "/sys/bus/pci/drivers/vfio-pci/$exporter" ] ||
-	say "ERROR $exporter did not bind to vfio-pci"
+set -- $devs
+exporter=${1:-} importer=${2:-} exporter2=${3:-}
+[ -n "$exporter2" ] || say "ERROR expected three pci-testdev, found:$devs"
+for e in $exporter $exporter2; do
+	echo vfio-pci > "/sys/bus/pci/devices/$e/driver_override"
+	echo "$e" > /sys/bus/pci/drivers_probe
+	[ -e "/sys/bus/pci/drivers/vfio-pci/$e" ] ||
+		say "ERROR $e did not bind to vfio-pci"
+done
 
 export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
-	VFIO_DMABUF_IMPORTER=$importer VFIO_DMABUF_PATH=$path
-say "SCENARIO $scenario exporter=$exporter importer=$importer path=$path"
+	VFIO_DMABUF_EXPORTER2=$exporter2 VFIO_DMABUF_IMPORTER=$importer \
+	VFIO_DMABUF_PATH=$path
+say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer path=$path"
 
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak

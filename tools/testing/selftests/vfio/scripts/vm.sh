@@ -7,8 +7,9 @@
 # virtme-ng one (root over 9p) running the same guest script and tests.
 # VM_APPEND adds kernel parameters.
 #
-# Scenarios (two pci-testdev devices each, BAR 2 = 64 MiB, 64-bit):
-#   switch-noiommu    both behind one PCIe switch, no IOMMU (noiommu VFIO):
+# Scenarios (three pci-testdev devices each, BAR 2 = 64 MiB, 64-bit; the
+# guest exports from the first and the third and imports into the second):
+#   switch-noiommu    all behind one PCIe switch, no IOMMU (noiommu VFIO):
 #                     bus-address P2P
 #   switch-iommu      the same switch with intel-iommu and an AMD CPU: QEMU's
 #                     switch ports have no ACS, so P2P stays in the switch:
@@ -34,12 +35,16 @@ switch=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device x3130-upstream,id=up1,bus=rp1
 	-device xio3130-downstream,id=dn1,bus=up1,chassis=2,slot=0
 	-device xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=1
+	-device xio3130-downstream,id=dn3,bus=up1,chassis=4,slot=2
 	-device pci-testdev,membar=64M,bus=dn1
-	-device pci-testdev,membar=64M,bus=dn2)
+	-device pci-testdev,membar=64M,bus=dn2
+	-device pci-testdev,membar=64M,bus=dn3)
 rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2
+	-device pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3
 	-device pci-testdev,membar=64M,bus=rp1
-	-device pci-testdev,membar=64M,bus=rp2)
+	-device pci-testdev,membar=64M,bus=rp2
+	-device pci-testdev,membar=64M,bus=rp3)
 noiommu=vfio.enable_unsafe_noiommu_mode=1
 
 case "$scenario" in
