@@ -6,6 +6,7 @@
 #   - rustfmt --check and clippy (warnings are errors) of the kernel crate;
 #   - checkpatch --strict of our C and of the patch series;
 #   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
+#   - the documentation page is valid reStructuredText (docutils);
 #   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ builds.
 # Expects the test config to be built (artifacts.sh) already.
 set -uo pipefail
@@ -57,5 +58,12 @@ check "uapi/ matches the UAPI patch" bash -c '
 	added=$(sed -n "/^+++ b\/include\/uapi\/linux\/vfio.h/,/^-- *\$/p" patches/*.patch |
 		grep "^+" | grep -v "^+++" | cut -c2- | sed "1{/^\$/d}")
 	diff -u uapi/vfio_device_feature_dma_buf.h <(printf "%s\n" "$added")'
+# Sphinx-only roles and directives are not used on the page, so plain
+# docutils parses it the way Sphinx would; warnings fail.
+check "Documentation/driver-api/vfio-pci-dmabuf.rst parses without warnings" \
+	/usr/bin/python3 -c 'import sys, docutils.core
+docutils.core.publish_doctree(open(sys.argv[1]).read(), source_path=sys.argv[1],
+	settings_overrides={"report_level": 2, "halt_level": 2})' \
+	Documentation/driver-api/vfio-pci-dmabuf.rst
 check "drivers/vfio/ builds with CONFIG_VFIO_PCI_DMABUF=n, CONFIG_RUST=n" \
 	"$SELFTEST_DIR/scripts/build.sh" off drivers/vfio/

@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web clang lld llvm
-      flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3
+      flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3 python3-docutils
       qemu-system-x86 busybox-static xz-utils make gcc libc6-dev)
 
 missing=()
