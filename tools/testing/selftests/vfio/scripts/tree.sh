@@ -43,6 +43,16 @@ series_id=$(find "$REPO/patches" -name "*.patch" -print0 | sort -z |
 if [ "$(cat "$TREE/.harness-series" 2>/dev/null)" != "$series_id" ]; then
 	log "applying patch series to $TREE"
 	cd "$TREE"
+	# Files the old series and copies touched: remember their content and
+	# mtime, so that those the new series leaves as they were get their
+	# mtime back (below) and make rebuilds nothing.
+	stamps=$(mktemp)
+	{ "${GIT[@]}" diff --name-only harness-base --; "${GIT[@]}" ls-files --others; } |
+		while read -r f; do
+			if [ -f "$f" ]; then
+				echo "$(sha1sum < "$f" | cut -c1-40) $(stat -c %Y "$f") $f"
+			fi
+		done > "$stamps"
 	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
 	"${GIT[@]}" reset -q --hard harness-base
 	"${GIT[@]}" clean -q -fd -e .harness-base
@@ -71,4 +81,13 @@ done
 git ls-files --cached --others --exclude-standard Documentation \
 		tools/testing/selftests/vfio 2>/dev/null |
 	while read -r f; do [ -f "$f" ] && place "$f" "$TREE/$f"; done
+if [ -n "${stamps:-}" ]; then
+	cd "$TREE"
+	while read -r sum mtime f; do
+		if [ -f "$f" ] && [ "$(sha1sum < "$f" | cut -c1-40)" = "$sum" ]; then
+			touch -d "@$mtime" "$f"
+		fi
+	done < "$stamps"
+	rm -f "$stamps"
+fi
 echo "$TREE"
