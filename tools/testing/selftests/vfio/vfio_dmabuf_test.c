@@ -12,6 +12,7 @@
  */
 
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #include "vfio_dmabuf_util.h"
 #include "../kselftest_harness.h"
@@ -239,6 +240,49 @@ TEST_F(dmabuf, size_flags_and_no_cpu_access)
 	ASSERT_EQ(0, fcntl(buf, F_GETFD) & FD_CLOEXEC);
 	ASSERT_EQ(O_RDWR, fcntl(buf, F_GETFL) & O_ACCMODE);
 	close(buf);
+}
+
+/*
+ * Only the holder of the device fd can ask for a buffer: the request fails
+ * on every other VFIO or dma-buf fd, a second opener of the group gets
+ * EBUSY, and a process without privilege cannot open the group at all.
+ */
+TEST_F(dmabuf, caller_without_device_fd)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	char group[PATH_MAX];
+	int buf, refs, status;
+	pid_t child;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	refs = core_refcnt();
+	ASSERT_EQ(-ENOTTY, dmabuf_create(self->d.group, BAR, 1, &r));
+	/* Type1 reads this ioctl number as VFIO_IOMMU_DIRTY_PAGES: EINVAL. */
+	ASSERT_GT(0, dmabuf_create(self->d.container, BAR, 1, &r));
+	ASSERT_EQ(-ENOTTY, dmabuf_create(buf, BAR, 1, &r));
+	ASSERT_EQ(refs, core_refcnt());
+	close(buf);
+
+	snprintf(group, sizeof(group), "/dev/vfio/%s", self->d.vg->name);
+	if (access(group, F_OK))
+		snprintf(group, sizeof(group), "/dev/vfio/noiommu-%s", self->d.vg->name);
+	ASSERT_EQ(-1, open(group, O_RDWR));
+	ASSERT_EQ(EBUSY, errno);
+
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (!child) {
+		if (setgid(65534) || setuid(65534))
+			_exit(2);
+		_exit(open(group, O_RDWR) < 0 && errno == EACCES ? 0 : 1);
+	}
+	ASSERT_EQ(child, waitpid(child, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status)) {
+		TH_LOG("unprivileged open of %s: %s", group,
+		       WEXITSTATUS(status) == 2 ? "cannot drop privileges" : "not EACCES");
+	}
 }
 
 TEST_F(dmabuf, largest_request)
