@@ -5,7 +5,9 @@
 # guest powers off after its end marker; a guest still running after
 # $VM_TIMEOUT seconds (default 900) is killed.  With --vng the guest is a
 # virtme-ng one (root over 9p) running the same guest script and tests.
-# VM_APPEND adds kernel parameters.
+# VM_APPEND adds kernel parameters.  VM_MONITOR=PATH opens QEMU's monitor on
+# a UNIX socket there (a hung guest: "info registers -a" gives each vCPU's
+# RIP, for scripts/faddr2line).
 #
 # Scenarios (three pci-testdev devices each, BAR 2 = 64 MiB, 64-bit; the
 # guest exports from the first and the third and imports into the second):
@@ -86,8 +88,10 @@ append="console=ttyS0 panic=-1 kmemleak=on $common $extra ${VM_APPEND:-}"
 append+=" vfio_dmabuf.scenario=$scenario vfio_dmabuf.path=$path"
 [ -z "$tests" ] || append+=" vfio_dmabuf.tests=$tests"
 
+mon=()
+[ -z "${VM_MONITOR:-}" ] || mon=(-monitor "unix:$VM_MONITOR,server=on,wait=off")
 timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 	qemu-system-x86_64 -M "$machine" -accel tcg -cpu "$cpu" -smp 2 -m 2G \
 	-nographic -no-reboot -nodefaults -serial stdio \
 	-kernel "$art/bzImage" -initrd "$art/initramfs.cpio.gz" \
-	-append "$append" "${devs[@]}" </dev/null >"$logf" 2>&1 || true
+	-append "$append" "${devs[@]}" "${mon[@]}" </dev/null >"$logf" 2>&1 || true
