@@ -78,6 +78,18 @@ FIXTURE_TEARDOWN(dmabuf)
 			 !strcmp(self->path, "bus"), r, n, nents, max_seg,	\
 			 boundary)
 
+/*
+ * After one revocation and restoration of @imp's mapping of the one range
+ * @r: two move_notify calls, and a new map gives the same segment again.
+ */
+#define check_restored(imp, r) do {					\
+	int __imp = (imp);						\
+									\
+	ASSERT_EQ(2, importer_moves(__imp));				\
+	ASSERT_EQ(1, importer_map(__imp, self->segs, MAX_SEGS));	\
+	check_segments(r, 1, 1, 65536, ~0ULL);				\
+} while (0)
+
 static void __check_segments(struct __test_metadata *_metadata,
 			     const struct vdi_segment *segs, uint64_t phys,
 			     int bus, const struct vfio_region_dma_range *r,
@@ -466,9 +478,7 @@ TEST_F(dmabuf, revoke_on_decode_off)
 	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
 
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
-	ASSERT_EQ(2, importer_moves(imp));
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	check_segments(&r, 1, 1, 65536, ~0ULL);
+	check_restored(imp, &r);
 	close(imp);
 	close(buf);
 }
@@ -507,9 +517,7 @@ TEST_F(dmabuf, revoke_on_reset)
 			    self->segs, &buf);
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
 	/* revoked before the reset, restored after it */
-	ASSERT_EQ(2, importer_moves(imp));
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	check_segments(&r, 1, 1, 65536, ~0ULL);
+	check_restored(imp, &r);
 	close(imp);
 	close(buf);
 }
@@ -537,9 +545,7 @@ TEST_F(dmabuf, revoke_on_hot_reset)
 	reset->count = 1;
 	reset->group_fds[0] = self->d.group;
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_PCI_HOT_RESET, reset));
-	ASSERT_EQ(2, importer_moves(imp));
-	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	check_segments(&r, 1, 1, 65536, ~0ULL);
+	check_restored(imp, &r);
 	close(imp);
 	close(buf);
 	free(info);
