@@ -18,18 +18,27 @@ for m in irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer; do
 	insmod "$art/modules/$m.ko" || say "ERROR insmod $m failed"
 done
 
-# pci-testdev (1b36:0005): the first and the third are bound to vfio-pci
-# and export, the second imports (it keeps no driver, so the DMA API works
-# on it).
-devs=""
+# pci-testdev (1b36:0005): of the single-function ones, the first and the
+# third are bound to vfio-pci and export, the second imports (it keeps no
+# driver, so the DMA API works on it).  Both functions of the two-function
+# one are bound to vfio-pci (one device set).
+devs="" mf0="" mf1=""
 for d in /sys/bus/pci/devices/*; do
-	[ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0005 ] &&
-		devs="$devs ${d##*/}"
+	[ "$(cat "$d/vendor")" = 0x1b36 ] && [ "$(cat "$d/device")" = 0x0005 ] ||
+		continue
+	bdf=${d##*/}
+	case $bdf in
+	*.1) mf1=$bdf ;;
+	*) if [ -e "/sys/bus/pci/devices/${bdf%.*}.1" ]; then mf0=$bdf
+	   else devs="$devs $bdf"; fi ;;
+	esac
 done
 set -- $devs
 exporter=${1:-} importer=${2:-} exporter2=${3:-}
 [ -n "$exporter2" ] || say "ERROR expected three pci-testdev, found:$devs"
-for e in $exporter $exporter2; do
+[ -n "$mf0" ] && [ -n "$mf1" ] ||
+	say "ERROR expected a two-function pci-testdev, found '$mf0' '$mf1'"
+for e in $exporter $exporter2 $mf0 $mf1; do
 	echo vfio-pci > "/sys/bus/pci/devices/$e/driver_override"
 	echo "$e" > /sys/bus/pci/drivers_probe
 	[ -e "/sys/bus/pci/drivers/vfio-pci/$e" ] ||
@@ -38,8 +47,8 @@ done
 
 export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
 	VFIO_DMABUF_EXPORTER2=$exporter2 VFIO_DMABUF_IMPORTER=$importer \
-	VFIO_DMABUF_PATH=$path
-say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer path=$path"
+	VFIO_DMABUF_MF0=$mf0 VFIO_DMABUF_MF1=$mf1 VFIO_DMABUF_PATH=$path
+say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer mf=$mf0,$mf1 path=$path"
 
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak

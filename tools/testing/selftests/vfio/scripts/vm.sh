@@ -10,7 +10,10 @@
 # RIP, for scripts/faddr2line).
 #
 # Scenarios (three pci-testdev devices each, BAR 2 = 64 MiB, 64-bit; the
-# guest exports from the first and the third and imports into the second):
+# guest exports from the first and the third and imports into the second;
+# and one two-function pci-testdev, both functions bound to vfio-pci, one
+# device set for hot reset: behind the switch its function 0 has an 8 GiB
+# BAR 2, which the firmware places above 4 GiB):
 #   switch-noiommu    all behind one PCIe switch, no IOMMU (noiommu VFIO):
 #                     bus-address P2P
 #   switch-iommu      the same switch with intel-iommu and an AMD CPU: QEMU's
@@ -38,15 +41,21 @@ switch=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device xio3130-downstream,id=dn1,bus=up1,chassis=2,slot=0
 	-device xio3130-downstream,id=dn2,bus=up1,chassis=3,slot=1
 	-device xio3130-downstream,id=dn3,bus=up1,chassis=4,slot=2
+	-device xio3130-downstream,id=dn4,bus=up1,chassis=5,slot=3
 	-device pci-testdev,membar=64M,bus=dn1
 	-device pci-testdev,membar=64M,bus=dn2
-	-device pci-testdev,membar=64M,bus=dn3)
+	-device pci-testdev,membar=64M,bus=dn3
+	-device pci-testdev,membar=8G,bus=dn4,addr=0.0,multifunction=on
+	-device pci-testdev,membar=64M,bus=dn4,addr=0.1)
 rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2
 	-device pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3
+	-device pcie-root-port,id=rp4,bus=pcie.0,chassis=4,slot=4
 	-device pci-testdev,membar=64M,bus=rp1
 	-device pci-testdev,membar=64M,bus=rp2
-	-device pci-testdev,membar=64M,bus=rp3)
+	-device pci-testdev,membar=64M,bus=rp3
+	-device pci-testdev,membar=64M,bus=rp4,addr=0.0,multifunction=on
+	-device pci-testdev,membar=64M,bus=rp4,addr=0.1)
 noiommu=vfio.enable_unsafe_noiommu_mode=1
 # QEMU 7.2's multi-threaded TCG can lose the wake-up of a vCPU halted in
 # idle: its timer interrupt never arrives, RCU grace periods stop, the
