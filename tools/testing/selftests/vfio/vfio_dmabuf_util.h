@@ -9,6 +9,8 @@
  *   VFIO_DMABUF_EXPORTER  BDF of the device bound to vfio-pci
  *   VFIO_DMABUF_EXPORTER2 BDF of a second one (the race stress uses both)
  *   VFIO_DMABUF_IMPORTER  BDF of the importing device (no driver)
+ *   VFIO_DMABUF_MF0, _MF1 the two functions of one device (one device set),
+ *                         both bound to vfio-pci
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
  */
 #ifndef VFIO_DMABUF_UTIL_H
@@ -301,6 +303,67 @@ static inline uint64_t importer_moves(int imp)
 
 	ioctl(imp, VDI_IOC_INFO, &i);
 	return i.move_notify;
+}
+
+/* The importer's counters; returns 0 or -errno. */
+static inline int importer_info(int imp, struct vdi_info *i)
+{
+	memset(i, 0, sizeof(*i));
+	return ioctl(imp, VDI_IOC_INFO, i) ? -errno : 0;
+}
+
+/* Each later move_notify that drops a mapping fences for @delay_ms. */
+static inline int importer_fence(int imp, uint32_t delay_ms)
+{
+	struct vdi_fence f = { .delay_ms = delay_ms };
+
+	return ioctl(imp, VDI_IOC_SET_FENCE, &f) ? -errno : 0;
+}
+
+/* Each later move_notify samples the state of PCI device @bdf. */
+static inline int importer_watch(int imp, const char *bdf)
+{
+	char b[32] = "";
+
+	snprintf(b, sizeof(b), "%s", bdf);
+	return ioctl(imp, VDI_IOC_WATCH, b) ? -errno : 0;
+}
+
+/*
+ * Holds [@phys, @phys + @len) with request_mem_region(), as another driver
+ * would, until the returned fd is closed; returns the fd or -errno.
+ */
+static inline int region_claim(uint64_t phys, uint64_t len)
+{
+	struct vdi_claim c = { .phys = phys, .len = len };
+	int fd = open(VDI_DEVICE, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, VDI_IOC_CLAIM, &c)) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/* VFIO_DEVICE_PCI_HOT_RESET through @devfd with @n group fds; 0 or -errno. */
+static inline int vdev_hot_reset(int devfd, const int *groups, int n)
+{
+	size_t size = sizeof(struct vfio_pci_hot_reset) + n * sizeof(int);
+	struct vfio_pci_hot_reset *reset = calloc(1, size);
+	int ret;
+
+	if (!reset)
+		return -ENOMEM;
+	reset->argsz = size;
+	reset->count = n;
+	memcpy(reset->group_fds, groups, n * sizeof(int));
+	ret = ioctl(devfd, VFIO_DEVICE_PCI_HOT_RESET, reset) ? -errno : 0;
+	free(reset);
+	return ret;
 }
 
 static inline int importer_limits(int imp, uint32_t max_seg, uint64_t boundary)

@@ -6,10 +6,13 @@
  * as a static importer, without peer-to-peer, or for a non-PCI device),
  * maps it and returns the DMA segments to user space, counts move_notify
  * calls and drops its mapping on each of them, as a real dynamic importer
- * must.  See vfio_dmabuf_importer.h for the interface.
+ * must.  On request it fences like an importer with DMA in flight, holds a
+ * range of physical addresses as another driver would, and samples another
+ * PCI device's state in move_notify.  See vfio_dmabuf_importer.h.
  */
 
 #include <linux/dma-buf.h>
+#include <linux/dma-fence.h>
 #include <linux/dma-mapping.h>
 #include <linux/dma-resv.h>
 #include <linux/iommu.h>
@@ -18,6 +21,7 @@
 #include <linux/pci.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
 
 #include "vfio_dmabuf_importer.h"
 
@@ -31,7 +35,67 @@ struct vdi {
 	bool limits_saved;
 	unsigned int saved_max_seg;
 	unsigned long saved_boundary;
+
+	/* VDI_IOC_SET_FENCE: one fence in flight at a time */
+	unsigned int fence_delay_ms;
+	u64 fence_context, fence_seqno;
+	struct dma_fence *fence;	/* in flight, signalled by fence_work */
+	struct delayed_work fence_work;
+	atomic_t fences_signalled;
+
+	struct resource *claim;		/* VDI_IOC_CLAIM */
+	struct pci_dev *watch;		/* VDI_IOC_WATCH */
+	u32 watched;			/* VDI_WATCH_* */
 };
+
+/* Lock of every fence: a signalled fence may outlive its importer. */
+static DEFINE_SPINLOCK(vdi_fence_lock);
+
+static const char *vdi_fence_name(struct dma_fence *f)
+{
+	return "vfio_dmabuf_importer";
+}
+
+static const struct dma_fence_ops vdi_fence_ops = {
+	.get_driver_name = vdi_fence_name,
+	.get_timeline_name = vdi_fence_name,
+};
+
+static void vdi_fence_work(struct work_struct *work)
+{
+	struct vdi *v = container_of(to_delayed_work(work), struct vdi,
+				     fence_work);
+	struct dma_fence *f = xchg(&v->fence, NULL);
+
+	if (!f)
+		return;
+	dma_fence_signal(f);
+	atomic_inc(&v->fences_signalled);
+	dma_fence_put(f);
+}
+
+/* With the reservation lock held: a fence for the DMA "in flight". */
+static void vdi_add_fence(struct vdi *v)
+{
+	struct dma_fence *f;
+
+	/* The previous one signals first: one in flight at a time. */
+	flush_delayed_work(&v->fence_work);
+	f = kzalloc(sizeof(*f), GFP_KERNEL);
+	if (!f)
+		return;
+	dma_fence_init(f, &vdi_fence_ops, &vdi_fence_lock, v->fence_context,
+		       ++v->fence_seqno);
+	if (dma_resv_reserve_fences(v->dmabuf->resv, 1)) {
+		dma_fence_signal(f);
+		dma_fence_put(f);
+		return;
+	}
+	dma_resv_add_fence(v->dmabuf->resv, f, DMA_RESV_USAGE_BOOKKEEP);
+	v->fence = f;
+	schedule_delayed_work(&v->fence_work,
+			      msecs_to_jiffies(v->fence_delay_ms));
+}
 
 static struct miscdevice vdi_misc;
 
@@ -49,6 +113,16 @@ static void vdi_move_notify(struct dma_buf_attachment *attach)
 	struct vdi *v = attach->importer_priv;
 
 	atomic64_inc(&v->move_notify);
+	if (v->watch) {
+		u16 cmd = 0;
+
+		pci_read_config_word(v->watch, PCI_COMMAND, &cmd);
+		WRITE_ONCE(v->watched, VDI_WATCH_SAMPLED |
+			   (pci_is_enabled(v->watch) ? VDI_WATCH_ENABLED : 0) |
+			   ((cmd & PCI_COMMAND_MEMORY) ? VDI_WATCH_MEMORY : 0));
+	}
+	if (v->sgt && v->fence_delay_ms)
+		vdi_add_fence(v);
 	vdi_unmap_locked(v);
 }
 
@@ -61,6 +135,17 @@ static const struct dma_buf_attach_ops vdi_no_p2p_ops = {
 	.allow_peer2peer = false,
 	.move_notify = vdi_move_notify,
 };
+
+/* Finds a PCI device by "dddd:bb:dd.f"; returns it with a reference. */
+static struct pci_dev *vdi_pci_get(char *bdf, size_t len)
+{
+	unsigned int domain, bus, slot, fn;
+
+	bdf[len - 1] = 0;
+	if (sscanf(bdf, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4)
+		return NULL;
+	return pci_get_domain_bus_and_slot(domain, bus, PCI_DEVFN(slot, fn));
+}
 
 static void vdi_detach(struct vdi *v)
 {
@@ -87,7 +172,6 @@ static void vdi_detach(struct vdi *v)
 static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 {
 	struct dma_buf_attachment *attach;
-	unsigned int domain, bus, slot, fn;
 	struct vdi_attach a;
 	struct device *dev;
 	int ret;
@@ -102,11 +186,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 	if (a.flags & VDI_NON_PCI) {
 		dev = vdi_misc.this_device;
 	} else {
-		a.bdf[sizeof(a.bdf) - 1] = 0;
-		if (sscanf(a.bdf, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4)
-			return -EINVAL;
-		v->pdev = pci_get_domain_bus_and_slot(domain, bus,
-						      PCI_DEVFN(slot, fn));
+		v->pdev = vdi_pci_get(a.bdf, sizeof(a.bdf));
 		if (!v->pdev)
 			return -ENODEV;
 		dev = &v->pdev->dev;
@@ -221,11 +301,36 @@ static int vdi_set_limits(struct vdi *v, struct vdi_limits __user *uarg)
 	return 0;
 }
 
+static int vdi_claim(struct vdi *v, struct vdi_claim __user *uarg)
+{
+	struct vdi_claim c;
+
+	if (copy_from_user(&c, uarg, sizeof(c)))
+		return -EFAULT;
+	if (v->claim)
+		return -EBUSY;
+	v->claim = request_mem_region(c.phys, c.len, "vfio_dmabuf_importer");
+	return v->claim ? 0 : -EBUSY;
+}
+
+static int vdi_watch(struct vdi *v, char __user *uarg)
+{
+	char bdf[32];
+
+	if (copy_from_user(bdf, uarg, sizeof(bdf)))
+		return -EFAULT;
+	if (v->watch)
+		return -EBUSY;
+	v->watch = vdi_pci_get(bdf, sizeof(bdf));
+	return v->watch ? 0 : -ENODEV;
+}
+
 static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vdi *v = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	struct vdi_info info = {};
+	struct vdi_fence fence;
 	long ret = 0;
 
 	mutex_lock(&v->lock);
@@ -254,6 +359,8 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case VDI_IOC_INFO:
 		info.move_notify = atomic64_read(&v->move_notify);
+		info.fences_signalled = atomic_read(&v->fences_signalled);
+		info.watched = READ_ONCE(v->watched);
 		if (v->attach) {
 			dma_resv_lock(v->dmabuf->resv, NULL);
 			info.mapped = !!v->sgt;
@@ -264,6 +371,18 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case VDI_IOC_SET_LIMITS:
 		ret = vdi_set_limits(v, uarg);
+		break;
+	case VDI_IOC_SET_FENCE:
+		if (copy_from_user(&fence, uarg, sizeof(fence)))
+			ret = -EFAULT;
+		else
+			WRITE_ONCE(v->fence_delay_ms, fence.delay_ms);
+		break;
+	case VDI_IOC_CLAIM:
+		ret = vdi_claim(v, uarg);
+		break;
+	case VDI_IOC_WATCH:
+		ret = vdi_watch(v, uarg);
 		break;
 	default:
 		ret = -ENOTTY;
@@ -280,6 +399,8 @@ static int vdi_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 	mutex_init(&v->lock);
 	atomic64_set(&v->move_notify, 0);
+	v->fence_context = dma_fence_context_alloc(1);
+	INIT_DELAYED_WORK(&v->fence_work, vdi_fence_work);
 	file->private_data = v;
 	return 0;
 }
@@ -289,6 +410,10 @@ static int vdi_release(struct inode *inode, struct file *file)
 	struct vdi *v = file->private_data;
 
 	vdi_detach(v);
+	flush_delayed_work(&v->fence_work);
+	if (v->claim)
+		release_mem_region(v->claim->start, resource_size(v->claim));
+	pci_dev_put(v->watch);
 	mutex_destroy(&v->lock);
 	kfree(v);
 	return 0;

@@ -42,7 +42,33 @@ struct vdi_map {
 struct vdi_info {
 	__u64 move_notify;	/* move_notify calls seen */
 	__u32 mapped;		/* a mapping is held */
+	__u32 fences_signalled;	/* fences of VDI_IOC_SET_FENCE signalled */
+	__u32 watched;		/* VDI_WATCH_*, at the last move_notify */
 	__u32 pad;
+};
+
+/* State of the device named by VDI_IOC_WATCH, as seen by move_notify. */
+#define VDI_WATCH_SAMPLED	0x1	/* a move_notify sampled it */
+#define VDI_WATCH_ENABLED	0x2	/* pci_is_enabled() */
+#define VDI_WATCH_MEMORY	0x4	/* PCI_COMMAND_MEMORY set */
+
+/*
+ * From now on, each move_notify that drops a mapping adds a fence to the
+ * buffer's reservation object that signals @delay_ms later, as an importer
+ * with DMA in flight does.
+ */
+struct vdi_fence {
+	__u32 delay_ms;
+	__u32 pad;
+};
+
+/*
+ * request_mem_region() of a range of physical addresses, as another driver
+ * holding part of a BAR; released when the importer is closed.
+ */
+struct vdi_claim {
+	__u64 phys;
+	__u64 len;
 };
 
 struct vdi_limits {
@@ -57,5 +83,9 @@ struct vdi_limits {
 #define VDI_IOC_DETACH		_IO('V', 0xd3)
 #define VDI_IOC_INFO		_IOR('V', 0xd4, struct vdi_info)
 #define VDI_IOC_SET_LIMITS	_IOW('V', 0xd5, struct vdi_limits)
+#define VDI_IOC_SET_FENCE	_IOW('V', 0xd6, struct vdi_fence)
+#define VDI_IOC_CLAIM		_IOW('V', 0xd7, struct vdi_claim)
+/* PCI device ("dddd:bb:dd.f") whose state each move_notify samples. */
+#define VDI_IOC_WATCH		_IOW('V', 0xd8, char[32])
 
 #endif
