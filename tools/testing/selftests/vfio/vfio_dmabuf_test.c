@@ -12,7 +12,9 @@
  */
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "vfio_dmabuf_util.h"
 #include "../kselftest_harness.h"
@@ -98,6 +100,8 @@ static void __check_segments(struct __test_metadata *_metadata,
 {
 	int idx = 0;
 
+	/* whole pages only: the limit is cut down to a page multiple */
+	max_seg &= ~(PAGE - 1);
 	ASSERT_LE(nents, MAX_SEGS);
 	for (int i = 0; i < n;) {
 		uint64_t off = r[i].offset, len = r[i].length, base, addr;
@@ -119,6 +123,7 @@ static void __check_segments(struct __test_metadata *_metadata,
 			ASSERT_EQ(l, segs[idx].len);
 			ASSERT_EQ(phys + off + (addr - base), segs[idx].phys);
 			ASSERT_EQ(bus, segs[idx].bus_addr);
+			ASSERT_EQ(0, (segs[idx].addr | segs[idx].len) % PAGE);
 			addr += l;
 		}
 	}
@@ -527,29 +532,22 @@ TEST_F(dmabuf, revoke_on_hot_reset)
 {
 	struct vfio_region_dma_range r = { 0, PAGE };
 	struct vfio_pci_hot_reset_info *info;
-	struct vfio_pci_hot_reset *reset;
 	int buf, imp;
 
 	if (!strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
 	info = calloc(1, sizeof(*info) + 16 * sizeof(info->devices[0]));
-	reset = calloc(1, sizeof(*reset) + sizeof(int));
 	ASSERT_NE(NULL, info);
-	ASSERT_NE(NULL, reset);
 	info->argsz = sizeof(*info) + 16 * sizeof(info->devices[0]);
 	if (ioctl(self->d.fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info))
 		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(errno));
+	free(info);
 	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
 			    self->segs, &buf);
-	reset->argsz = sizeof(*reset) + sizeof(int);
-	reset->count = 1;
-	reset->group_fds[0] = self->d.group;
-	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_PCI_HOT_RESET, reset));
+	ASSERT_EQ(0, vdev_hot_reset(self->d.fd, &self->d.group, 1));
 	check_restored(imp, &r);
 	close(imp);
 	close(buf);
-	free(info);
-	free(reset);
 }
 
 /* Low-power entry revokes, exit restores. */
@@ -792,6 +790,386 @@ TEST_F(dmabuf, device_closed_under_buffer)
 	}
 	/* The device opens again: the old buffer no longer holds it. */
 	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+}
+
+/* ---- Field shapes: multi-function devices, large and claimed BARs ------ */
+
+#define MF_SKIP "no two-function device in this scenario (VFIO_DMABUF_MF0/1)"
+
+static int mf_bdfs(const char **f0, const char **f1)
+{
+	*f0 = getenv("VFIO_DMABUF_MF0");
+	*f1 = getenv("VFIO_DMABUF_MF1");
+	return *f0 && **f0 && *f1 && **f1;
+}
+
+/*
+ * Hot reset of a two-function device (one device set) with only function
+ * 0 open, as a GPU whose audio function is bound to vfio-pci but unused:
+ * without a buffer, with a live one, and a hot reset that fails because
+ * the closed function's group is missing from the request.  The closed
+ * function's state must never be read (it has none); the open one's
+ * buffer is revoked and restored as for a single device.
+ */
+TEST_F(dmabuf, hot_reset_closed_sibling)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int groups[2], n = 1, buf, imp = -1;
+	const char *f0, *f1;
+	struct vgroup *g1;
+	struct vdev d;
+
+	if (!mf_bdfs(&f0, &f1))
+		SKIP(return, MF_SKIP);
+	ASSERT_EQ(0, vdev_open(&d, f0));
+	ASSERT_EQ(0, vdev_set_memory(&d, 1));
+	g1 = vgroup_get(f1);	/* the closed function's group, not the device */
+	ASSERT_NE(NULL, g1);
+	groups[0] = d.group;
+	if (g1->group != d.group)
+		groups[n++] = g1->group;
+
+	ASSERT_EQ(0, vdev_hot_reset(d.fd, groups, n));
+
+	buf = dmabuf_create(d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (strcmp(self->path, "none")) {
+		imp = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp, 0);
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	}
+	ASSERT_EQ(0, vdev_hot_reset(d.fd, groups, n));
+	if (imp >= 0) {
+		ASSERT_EQ(2, importer_moves(imp));
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+		ASSERT_EQ(0, importer_unmap(imp));
+	} else {
+		/* not left revoked: the refusal is the missing path's */
+		ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, self->importer, 0));
+	}
+
+	if (n == 2) {
+		/*
+		 * Function 0 (bound first, first in the set) is locked and
+		 * revoked, function 1 is found unowned: the unwind restores
+		 * function 0 and the ioctl fails.
+		 */
+		ASSERT_EQ(-EINVAL, vdev_hot_reset(d.fd, groups, 1));
+		if (imp >= 0) {
+			ASSERT_EQ(4, importer_moves(imp));
+			ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+		}
+	} else {
+		TH_LOG("both functions share IOMMU group: no request can miss one");
+	}
+	if (imp >= 0)
+		close(imp);
+	close(buf);
+	vgroup_put(g1);
+	vdev_close(&d);
+}
+
+/*
+ * A BAR over 4 GiB (function 0 of the two-function device behind the
+ * switch: 8 GiB, placed above 4 GiB) exported whole and in scattered
+ * ranges, imported with the largest max_seg (UINT_MAX): every entry is a
+ * whole number of pages at a page-aligned address, in order.
+ */
+TEST_F(dmabuf, bar_over_4gib)
+{
+	const uint64_t G = 1ULL << 30, top = UINT32_MAX & ~(PAGE - 1);
+	struct vfio_region_dma_range r[3];
+	int bus = !strcmp(self->path, "bus");
+	int buf, imp, nents;
+	const char *f0, *f1;
+	uint64_t size, phys;
+	struct vdev d;
+
+	if (!mf_bdfs(&f0, &f1))
+		SKIP(return, MF_SKIP);
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, vdev_open(&d, f0));
+	size = vdev_region_size(&d, BAR);
+	if (size <= 4 * G) {
+		vdev_close(&d);
+		SKIP(return, "BAR %d of %s is %llu MiB: the 8 GiB BAR is behind the switch",
+		     BAR, f0, (unsigned long long)size >> 20);
+	}
+	phys = bar_phys(f0, BAR);
+	ASSERT_GE(phys, 4 * G);
+	ASSERT_EQ(0, vdev_set_memory(&d, 1));
+
+	r[0] = (struct vfio_region_dma_range){ 0, size };
+	buf = dmabuf_create(d.fd, BAR, 1, r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(size, lseek(buf, 0, SEEK_END));
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_limits(imp, UINT32_MAX, ~0ULL));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ((size + top - 1) / top, nents);
+	__check_segments(_metadata, self->segs, phys, bus, r, 1, nents,
+			 UINT32_MAX, ~0ULL);
+	close(imp);
+	close(buf);
+
+	/* scattered: above 4 GiB of the BAR, across it, and its last pages */
+	r[0] = (struct vfio_region_dma_range){ 5 * G, G + 8 * PAGE };
+	r[1] = (struct vfio_region_dma_range){ PAGE, 4 * G };
+	r[2] = (struct vfio_region_dma_range){ size - 16 * PAGE, 16 * PAGE };
+	buf = dmabuf_create(d.fd, BAR, 3, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_limits(imp, UINT32_MAX, ~0ULL));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ(4, nents);
+	__check_segments(_metadata, self->segs, phys, bus, r, 3, nents,
+			 UINT32_MAX, ~0ULL);
+	/* a limit under one page fits no page: refused at map time */
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_limits(imp, PAGE - 1, ~0ULL));
+	ASSERT_EQ(-EINVAL, importer_map(imp, self->segs, MAX_SEGS));
+	close(imp);
+	close(buf);
+	vdev_close(&d);
+}
+
+/* Whether /proc/iomem has a region named vfio* starting at @start. */
+static int iomem_claimed_by_vfio(uint64_t start)
+{
+	unsigned long long s, e;
+	char line[256];
+	int found = 0, n;
+	FILE *f = fopen("/proc/iomem", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " %llx-%llx : %n", &s, &e, &n) == 2 &&
+		    s == start && !strncmp(line + n, "vfio", 4))
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+/*
+ * Part of the BAR held by another driver (a boot framebuffer, say): the
+ * create is refused with the mmap's errno and leaves nothing behind; once
+ * the BAR is free, a create claims it for vfio.
+ */
+TEST_F(dmabuf, bar_claimed_by_another_driver)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int refs = core_refcnt(), claim, next_fd, buf;
+
+	ASSERT_EQ(0, iomem_claimed_by_vfio(self->phys));
+	claim = region_claim(self->phys + 16 * PAGE, PAGE);
+	ASSERT_GE(claim, 0);
+	next_fd = dup(0);
+	close(next_fd);
+	ASSERT_EQ(-EBUSY, dmabuf_create(self->d.fd, BAR, 1, &r));
+	ASSERT_EQ(next_fd, dup(0));
+	close(next_fd);
+	if (refs >= 0)
+		ASSERT_EQ(refs, core_refcnt());
+	ASSERT_EQ(0, iomem_claimed_by_vfio(self->phys));
+	close(claim);
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(1, iomem_claimed_by_vfio(self->phys));
+	close(buf);
+}
+
+/*
+ * Sixteen buffers, each with an importer whose fence signals 2 s after the
+ * move_notify that took its mapping away: the reset returns only once
+ * every fence has signalled, and all importers are told before any is
+ * waited for, so it takes about one delay, not sixteen.
+ */
+TEST_F(dmabuf, revoke_waits_for_every_fence)
+{
+	enum { N = 16, DELAY_MS = 2000 };
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	int buf[N], imp[N];
+	struct timespec t0, t1;
+	struct vdi_info vi;
+	double ms;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
+	if (!(info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "device %s has no reset", self->d.bdf);
+	for (int i = 0; i < N; i++) {
+		struct vfio_region_dma_range r = { 2 * i * PAGE, PAGE };
+
+		buf[i] = dmabuf_create(self->d.fd, BAR, 1, &r);
+		ASSERT_GE(buf[i], 0);
+		imp[i] = importer_attach(buf[i], self->importer, 0);
+		ASSERT_GE(imp[i], 0);
+		ASSERT_EQ(0, importer_fence(imp[i], DELAY_MS));
+		ASSERT_EQ(1, importer_map(imp[i], self->segs, MAX_SEGS));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(0, importer_info(imp[i], &vi));
+		ASSERT_EQ(2, vi.move_notify);
+		ASSERT_EQ(1, vi.fences_signalled);
+	}
+	ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+	TH_LOG("reset with %d importers fencing %d ms each: %.0f ms, %.2f x one fence",
+	       N, DELAY_MS, ms, ms / DELAY_MS);
+	ASSERT_GE(ms, DELAY_MS);
+	ASSERT_LT(ms, 2 * DELAY_MS);
+	for (int i = 0; i < N; i++) {
+		close(imp[i]);
+		close(buf[i]);
+	}
+}
+
+/*
+ * Writes @tag to the kernel log through @fd (/dev/kmsg, positioned at its
+ * end) and returns the sequence number of that record, or -1.  Records the
+ * ring buffer overwrote in between (EPIPE) are skipped.
+ */
+static long long kmsg_mark(int fd, const char *tag)
+{
+	char rec[8192], line[128];
+	long long seq;
+	ssize_t n;
+
+	/* a record is complete, and readable, at its newline */
+	snprintf(line, sizeof(line), "%s\n", tag);
+	if (write(fd, line, strlen(line)) < 0)
+		return -1;
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			return -1;
+		rec[n] = 0;
+		if (strstr(rec, tag) && sscanf(rec, "%*u,%lld,", &seq) == 1)
+			return seq;
+	}
+}
+
+/*
+ * A loop of refused imports does not flood the log, and the reason is
+ * given.  The records between two marks are counted by their sequence
+ * numbers: a flood can overwrite the ring buffer.
+ */
+TEST_F(dmabuf, refused_attach_log_bounded)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	long long begin, end;
+	int buf, kmsg;
+
+	if (strcmp(self->path, "none"))
+		SKIP(return, "the importer has a P2P path in this scenario");
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	kmsg = open("/dev/kmsg", O_RDWR | O_NONBLOCK);
+	ASSERT_GE(kmsg, 0);
+	lseek(kmsg, 0, SEEK_END);
+	begin = kmsg_mark(kmsg, "vfio_dmabuf_test: refused attaches begin");
+	ASSERT_GE(begin, 0);
+	for (int i = 0; i < 1000; i++)
+		ASSERT_EQ(-EOPNOTSUPP, importer_attach(buf, self->importer, 0));
+	end = kmsg_mark(kmsg, "vfio_dmabuf_test: refused attaches end");
+	ASSERT_GT(end, begin);
+	TH_LOG("1000 refused attaches: %lld log lines", end - begin - 1);
+	ASSERT_GE(end - begin - 1, 1);
+	ASSERT_LE(end - begin - 1, 50);
+	close(kmsg);
+	close(buf);
+}
+
+/*
+ * Upstream fixed a refcount underflow and a hang when a buffer is closed
+ * after PCI_COMMAND_MEMORY was cleared: close the importer and the buffer
+ * while decode is off, then turn it on and export again.
+ */
+TEST_F(dmabuf, closed_while_decode_off)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int refs = core_refcnt(), buf, imp = -1;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (strcmp(self->path, "none")) {
+		imp = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp, 0);
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	}
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		close(imp);
+	}
+	close(buf);
+	if (refs >= 0)
+		ASSERT_EQ(refs, core_refcnt());
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	close(buf);
+}
+
+/*
+ * Upstream fixed a double free when the new fd cannot be installed: with
+ * no free fd the create fails with EMFILE and leaves nothing behind.
+ */
+TEST_F(dmabuf, no_free_fd)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int refs = core_refcnt(), next_fd = dup(0), ret;
+	struct rlimit old, lim;
+
+	ASSERT_GE(next_fd, 0);
+	close(next_fd);
+	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &old));
+	lim = old;
+	lim.rlim_cur = next_fd;
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &lim));
+	ret = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &old));
+	ASSERT_EQ(-EMFILE, ret);
+	if (refs >= 0)
+		ASSERT_EQ(refs, core_refcnt());
+	ret = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(ret, 0);
+	close(ret);
+}
+
+/*
+ * Upstream moved its cleanup before the function is disabled: closing the
+ * device tells the importers while the function is still enabled and
+ * decoding memory (the importer samples the exporting device in its
+ * move_notify).
+ */
+TEST_F(dmabuf, close_revokes_before_disable)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct vdi_info vi;
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	imp = import_mapped(_metadata, self->d.fd, self->importer, &r,
+			    self->segs, &buf);
+	ASSERT_EQ(0, importer_watch(imp, self->d.bdf));
+	vdev_close(&self->d);
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	ASSERT_EQ(1, vi.move_notify);
+	ASSERT_EQ(VDI_WATCH_SAMPLED | VDI_WATCH_ENABLED | VDI_WATCH_MEMORY,
+		  vi.watched);
+	close(imp);
+	close(buf);
 }
 
 TEST_HARNESS_MAIN
