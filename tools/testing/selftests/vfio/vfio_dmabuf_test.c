@@ -196,6 +196,9 @@ TEST_F(dmabuf, errno_table)
 	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
 	r[1] = (struct vfio_region_dma_range){ -PAGE, 2 * PAGE };
 	ASSERT_EQ(-EOVERFLOW, dmabuf_create(fd, BAR, 2, r));
+	/* as upstream, the overflow covers the BAR's start address */
+	r[1] = (struct vfio_region_dma_range){ -self->phys, PAGE };
+	ASSERT_EQ(-EOVERFLOW, dmabuf_create(fd, BAR, 2, r));
 	r[1] = (struct vfio_region_dma_range){ end, PAGE };
 	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
 	r[1] = (struct vfio_region_dma_range){ end - PAGE, 2 * PAGE };
