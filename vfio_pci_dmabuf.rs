@@ -168,10 +168,11 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     // valid `Range` (two integers).
     unsafe { list.set_len(nr) };
 
-    let size = validate(&list, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
-        RangeError::Invalid => EINVAL,
-        RangeError::Overflow => eoverflow(),
-    })?;
+    let size =
+        validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
+            RangeError::Invalid => EINVAL,
+            RangeError::Overflow => eoverflow(),
+        })?;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
 
     let registration = KBox::new(dev.try_get_registration().ok_or(ENODEV)?, GFP_KERNEL)?;
@@ -278,7 +279,12 @@ fn map(
         return Err(ENODEV);
     }
     let dev = attach.dev();
-    let limits = dev.dma_limits();
+    // Whole pages only: an importer that cannot take one page per entry is
+    // refused.
+    let limits = dev
+        .dma_limits()
+        .in_pages(bindings::PAGE_SIZE as u64)
+        .ok_or(EINVAL)?;
     let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
 
     // On the host-bridge path, the DMA address the DMA API gave each run,

@@ -35,17 +35,24 @@ pub enum RangeError {
     /// Empty range, unaligned offset or length, range past the end of the
     /// BAR, or a total size that does not fit (`EINVAL`).
     Invalid,
-    /// `offset + length` of one range overflows (`EOVERFLOW`).
+    /// The range's last byte is past the end of the address space: the
+    /// BAR's start plus `offset + length` overflows (`EOVERFLOW`, as
+    /// upstream).
     Overflow,
 }
 
-/// Checks `ranges` against a BAR of `bar_size` bytes and returns the total
-/// length of the buffer (the sum of the lengths).
+/// Checks `ranges` against a BAR of `bar_size` bytes at address `bar_start`
+/// and returns the total length of the buffer (the sum of the lengths).
 ///
 /// Every range must be non-empty, start and end on a multiple of `page_size`
 /// (a power of two) and lie inside the BAR. Ranges may overlap and come in
 /// any order. An empty list is refused.
-pub fn validate(ranges: &[Range], bar_size: u64, page_size: u64) -> Result<u64, RangeError> {
+pub fn validate(
+    ranges: &[Range],
+    bar_start: u64,
+    bar_size: u64,
+    page_size: u64,
+) -> Result<u64, RangeError> {
     let mask = page_size - 1;
     let mut total: u64 = 0;
 
@@ -57,6 +64,7 @@ pub fn validate(ranges: &[Range], bar_size: u64, page_size: u64) -> Result<u64, 
             return Err(RangeError::Invalid);
         }
         let end = r.offset.checked_add(r.length).ok_or(RangeError::Overflow)?;
+        bar_start.checked_add(end).ok_or(RangeError::Overflow)?;
         if end > bar_size {
             return Err(RangeError::Invalid);
         }
@@ -108,9 +116,35 @@ pub struct Limits {
     pub boundary_mask: u64,
 }
 
+impl Limits {
+    /// The limits for a table of whole pages: `max_seg` (0 taken as
+    /// 4 GiB - 1) rounded down to a multiple of `page_size` (a power of two),
+    /// so that runs which start and end on page boundaries are cut only on
+    /// page boundaries. `None` when no segment can hold a whole page: a
+    /// `max_seg` below one page, or a segment boundary that is not a
+    /// multiple of one.
+    pub fn in_pages(self, page_size: u64) -> Option<Limits> {
+        let mask = page_size - 1;
+        let max_seg = match self.max_seg {
+            0 => u32::MAX,
+            m => m,
+        };
+        let max_seg = u32::try_from(u64::from(max_seg) & !mask).ok()?;
+        if max_seg == 0 || self.boundary_mask.wrapping_add(1) & mask != 0 {
+            return None;
+        }
+        Some(Limits {
+            max_seg,
+            boundary_mask: self.boundary_mask,
+        })
+    }
+}
+
 /// Iterator over the scatter-gather segments `(dma_address, length)` of one
 /// contiguous run at a DMA address: each segment is at most
-/// [`Limits::max_seg`] long and does not cross a segment boundary.
+/// [`Limits::max_seg`] long and does not cross a segment boundary. With
+/// limits from [`Limits::in_pages`] and a page-aligned `addr` and length,
+/// every segment starts and ends on a page boundary.
 #[derive(Clone)]
 pub struct Segments {
     addr: u64,

@@ -14,36 +14,57 @@ fn r(offset: u64, length: u64) -> Range {
 #[test]
 fn validate_errno_rows() {
     let bar = 64 << 20;
-    assert_eq!(validate(&[], bar, PAGE), Err(RangeError::Invalid));
-    assert_eq!(validate(&[r(0, 0)], bar, PAGE), Err(RangeError::Invalid));
-    assert_eq!(validate(&[r(1, PAGE)], bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[], 0, bar, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&[r(0, 0)], 0, bar, PAGE), Err(RangeError::Invalid));
     assert_eq!(
-        validate(&[r(0, PAGE + 1)], bar, PAGE),
+        validate(&[r(1, PAGE)], 0, bar, PAGE),
         Err(RangeError::Invalid)
     );
     assert_eq!(
-        validate(&[r(u64::MAX - PAGE + 1, PAGE)], bar, PAGE),
+        validate(&[r(0, PAGE + 1)], 0, bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[r(u64::MAX - PAGE + 1, PAGE)], 0, bar, PAGE),
         Err(RangeError::Overflow)
     );
     assert_eq!(
-        validate(&[r(bar, PAGE)], bar, PAGE),
+        validate(&[r(bar, PAGE)], 0, bar, PAGE),
         Err(RangeError::Invalid)
     );
     assert_eq!(
-        validate(&[r(bar - PAGE, 2 * PAGE)], bar, PAGE),
+        validate(&[r(bar - PAGE, 2 * PAGE)], 0, bar, PAGE),
         Err(RangeError::Invalid)
     );
     // The last page of the BAR is fine, one past it is not.
-    assert_eq!(validate(&[r(bar - PAGE, PAGE)], bar, PAGE), Ok(PAGE));
+    assert_eq!(validate(&[r(bar - PAGE, PAGE)], 0, bar, PAGE), Ok(PAGE));
     // Total overflow with ranges that are each valid in a huge BAR.
     let huge = 1u64 << 63;
     assert_eq!(
-        validate(&[r(0, huge), r(0, huge)], u64::MAX, PAGE),
+        validate(&[r(0, huge), r(0, huge)], 0, u64::MAX, PAGE),
+        Err(RangeError::Invalid)
+    );
+    // The overflow covers the BAR's start, as upstream: a range that ends
+    // past the end of the address space overflows, one past the BAR only
+    // is out of it.
+    let start = 0x2_0000_0000u64;
+    let off = u64::MAX - start - PAGE + 1;
+    assert_eq!(
+        validate(&[r(off, 2 * PAGE)], start, u64::MAX - start, PAGE),
+        Err(RangeError::Overflow)
+    );
+    assert_eq!(
+        validate(&[r(bar, PAGE)], start, bar, PAGE),
         Err(RangeError::Invalid)
     );
     // Overlapping and repeated ranges are allowed; the size is the sum.
     assert_eq!(
-        validate(&[r(0, 2 * PAGE), r(PAGE, PAGE), r(0, 2 * PAGE)], bar, PAGE),
+        validate(
+            &[r(0, 2 * PAGE), r(PAGE, PAGE), r(0, 2 * PAGE)],
+            0,
+            bar,
+            PAGE
+        ),
         Ok(5 * PAGE)
     );
 }
@@ -53,7 +74,7 @@ fn max_ranges_is_documented_value() {
     assert_eq!(MAX_RANGES, 262_144);
     let v: Vec<Range> = (0..MAX_RANGES as u64).map(|i| r(i * PAGE, PAGE)).collect();
     assert_eq!(
-        validate(&v, MAX_RANGES as u64 * PAGE, PAGE),
+        validate(&v, 0, MAX_RANGES as u64 * PAGE, PAGE),
         Ok(MAX_RANGES as u64 * PAGE)
     );
     // Page-sized ranges that follow each other merge into one run.
@@ -108,6 +129,67 @@ fn splitting() {
     assert_eq!(s, vec![(u64::MAX - 2 * PAGE + 1, 2 * PAGE as u32)]);
 }
 
+#[test]
+fn whole_pages_over_4gib() {
+    // UINT_MAX, the common max_seg (and what 0 means): an 8 GiB run is cut
+    // into page-aligned entries, not 0xffffffff-byte ones.
+    for max_seg in [u32::MAX, 0] {
+        let lim = Limits {
+            max_seg,
+            boundary_mask: u64::MAX,
+        }
+        .in_pages(PAGE)
+        .unwrap();
+        let base = 0x2_0000_0000;
+        let s: Vec<(u64, u32)> = Segments::new(base, 8 << 30, lim).collect();
+        let top = (u32::MAX as u64 & !(PAGE - 1)) as u32;
+        assert_eq!(
+            s,
+            vec![
+                (base, top),
+                (base + top as u64, top),
+                (base + 2 * top as u64, 2 * PAGE as u32)
+            ]
+        );
+    }
+    // A limit below one page, or a boundary inside a page, fits no page.
+    for (max_seg, boundary_mask) in [(PAGE as u32 - 1, u64::MAX), (512, u64::MAX), (65536, 0x7ff)] {
+        let lim = Limits {
+            max_seg,
+            boundary_mask,
+        };
+        assert_eq!(lim.in_pages(PAGE), None);
+    }
+    let lim = Limits {
+        max_seg: 65536 + 100,
+        boundary_mask: 0xffff,
+    };
+    assert_eq!(
+        lim.in_pages(PAGE),
+        Some(Limits {
+            max_seg: 65536,
+            boundary_mask: 0xffff
+        })
+    );
+}
+
+/// Checks that the segments of a page-aligned run of `len` bytes at `base`
+/// cover it in order, each a whole number of pages within the limits.
+fn check_whole_pages(base: u64, len: u64, lim: Limits) -> Result<(), TestCaseError> {
+    let mut next = base;
+    for (a, l) in Segments::new(base, len, lim) {
+        prop_assert_eq!(a, next);
+        prop_assert!(l > 0 && l <= lim.max_seg);
+        prop_assert_eq!(a % PAGE, 0);
+        prop_assert_eq!(u64::from(l) % PAGE, 0);
+        let last = a + u64::from(l) - 1;
+        prop_assert_eq!(a | lim.boundary_mask, last | lim.boundary_mask);
+        next = a + u64::from(l);
+    }
+    prop_assert_eq!(next, base + len);
+    Ok(())
+}
+
 /// Reference model: the buffer's bytes, as BAR offsets, one per page.
 fn pages_of_ranges(v: &[Range]) -> Vec<u64> {
     v.iter()
@@ -156,11 +238,36 @@ proptest! {
         prop_assert!(n <= len.div_ceil(max) + 1);
     }
 
+    // Any max_seg (not only page multiples) and boundary: whole pages, or
+    // a refusal when not even one page fits.
+    #[test]
+    fn segments_are_whole_pages(base in 0u64..(1 << 40), len_pages in 1u64..2048,
+                                max_seg in any::<u32>(), bound_shift in 0u32..41) {
+        let raw = Limits { max_seg, boundary_mask: (1u64 << bound_shift) - 1 };
+        match raw.in_pages(PAGE) {
+            None => prop_assert!((max_seg != 0 && max_seg < PAGE as u32) || bound_shift < 12),
+            Some(lim) => check_whole_pages(base & !(PAGE - 1), len_pages * PAGE, lim)?,
+        }
+    }
+
+    // Runs of 4 to 32 GiB above 4 GiB, with the large limits real
+    // importers have.
+    #[test]
+    fn segments_over_4gib_are_whole_pages(base_pages in (1u64 << 20)..(1 << 28),
+                                          len_pages in (1u64 << 20)..(1 << 23),
+                                          max_seg in prop_oneof![Just(0u32), Just(u32::MAX),
+                                                                 (1u32 << 28)..=u32::MAX],
+                                          bound_shift in 32u32..65) {
+        let boundary_mask = if bound_shift == 64 { u64::MAX } else { (1u64 << bound_shift) - 1 };
+        let lim = Limits { max_seg, boundary_mask }.in_pages(PAGE).unwrap();
+        check_whole_pages(base_pages * PAGE, len_pages * PAGE, lim)?;
+    }
+
     #[test]
     fn validate_accepts_exactly_the_in_bar_ranges(v in ranges_strategy(), bar_pages in 1u64..80) {
         let bar = bar_pages * PAGE;
         let ok = v.iter().all(|r| r.offset + r.length <= bar);
-        match validate(&v, bar, PAGE) {
+        match validate(&v, 0, bar, PAGE) {
             Ok(total) => { prop_assert!(ok); prop_assert_eq!(total, v.iter().map(|r| r.length).sum::<u64>()); }
             Err(e) => { prop_assert!(!ok); prop_assert_eq!(e, RangeError::Invalid); }
         }
