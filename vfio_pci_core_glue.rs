@@ -513,43 +513,49 @@ impl<T> Attachment<T> {
         unsafe { &*ptr.cast() }
     }
 
-    fn raw(&self) -> &bindings::dma_buf_attachment {
-        // SAFETY: Valid attachment; the fields we read are set before the
-        // exporter's ops are called and do not change afterwards.
-        unsafe { &*self.0.get() }
+    fn as_raw(&self) -> *mut bindings::dma_buf_attachment {
+        self.0.get()
     }
 
     pub(crate) fn dmabuf(&self) -> &DmaBuf<T> {
-        // SAFETY: An attachment's dma-buf outlives it and is one of ours.
-        unsafe { DmaBuf::from_raw(self.raw().dmabuf) }
+        // SAFETY: Valid attachment; `dmabuf` is set before the exporter's
+        // ops are called and never changes. The dma-buf outlives the
+        // attachment and is one of ours. Only this field is read: the
+        // dma-buf core writes others while we hold the attachment.
+        unsafe { DmaBuf::from_raw(ptr::addr_of!((*self.as_raw()).dmabuf).read()) }
     }
 
     /// The importing device.
     pub(crate) fn dev(&self) -> &Device {
-        // SAFETY: The importer's device outlives the attachment.
-        unsafe { &*self.raw().dev.cast::<Device>() }
+        // SAFETY: As for `dmabuf`: `dev` is set once; the importer's device
+        // outlives the attachment.
+        unsafe { &*ptr::addr_of!((*self.as_raw()).dev).read().cast::<Device>() }
     }
 
     /// Whether the importer handles `move_notify` (a dynamic importer).
     pub(crate) fn is_dynamic(&self) -> bool {
-        !self.raw().importer_ops.is_null()
+        // SAFETY: As for `dmabuf`: `importer_ops` is set once.
+        !unsafe { ptr::addr_of!((*self.as_raw()).importer_ops).read() }.is_null()
     }
 
     /// Whether the importer accepts peer-to-peer addresses.
     pub(crate) fn peer2peer(&self) -> bool {
-        self.raw().peer2peer
+        // SAFETY: As for `dmabuf`: `peer2peer` is set before `attach`.
+        unsafe { ptr::addr_of!((*self.as_raw()).peer2peer).read() }
     }
 
     /// The exporter's per-attachment value.
     pub(crate) fn exporter_value(&self) -> usize {
-        self.raw().priv_ as usize
+        // SAFETY: As for `dmabuf`: `priv` is the exporter's, written only
+        // by `set_exporter_value` in the `attach` op.
+        unsafe { ptr::addr_of!((*self.as_raw()).priv_).read() as usize }
     }
 
     /// Sets the exporter's per-attachment value, from the `attach` op.
     pub(crate) fn set_exporter_value(&self, v: usize) {
         // SAFETY: `priv` belongs to the exporter; the `attach` op runs before
         // the attachment is published to anyone else.
-        unsafe { (*self.0.get()).priv_ = v as *mut c_void };
+        unsafe { ptr::addr_of_mut!((*self.as_raw()).priv_).write(v as *mut c_void) };
     }
 }
 
