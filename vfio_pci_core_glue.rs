@@ -39,6 +39,7 @@ extern "C" {
         minsz: usize,
     ) -> c_int;
     fn vfio_pci_dmabuf_shim_export_allowed(vdev: *mut bindings::vfio_pci_core_device) -> bool;
+    fn vfio_pci_dmabuf_shim_is_open(vdev: *mut bindings::vfio_pci_core_device) -> bool;
     fn vfio_pci_dmabuf_shim_bar_usable(vdev: *mut bindings::vfio_pci_core_device) -> bool;
     fn vfio_pci_dmabuf_shim_bar(
         pdev: *mut bindings::pci_dev,
@@ -56,7 +57,19 @@ extern "C" {
     );
     fn vfio_pci_dmabuf_shim_resv_lock(dmabuf: *mut bindings::dma_buf);
     fn vfio_pci_dmabuf_shim_resv_unlock(dmabuf: *mut bindings::dma_buf);
-    fn vfio_pci_dmabuf_shim_wait_idle(dmabuf: *mut bindings::dma_buf);
+    fn vfio_pci_dmabuf_shim_wait_idle(
+        vdev: *mut bindings::vfio_pci_core_device,
+        dmabuf: *mut bindings::dma_buf,
+        reported: *mut bool,
+    );
+    fn vfio_pci_dmabuf_shim_claim_bar(
+        vdev: *mut bindings::vfio_pci_core_device,
+        bar: c_int,
+    ) -> c_int;
+    fn vfio_pci_dmabuf_shim_p2p_map_type(
+        provider: *mut bindings::pci_dev,
+        client: *mut bindings::device,
+    ) -> bindings::pci_p2pdma_map_type;
     fn vfio_pci_dmabuf_shim_dma_limits(
         dev: *mut bindings::device,
         max_seg: *mut u32,
@@ -156,11 +169,37 @@ impl<'a> MemoryLocked<'a> {
         MemoryLocked(dev)
     }
 
+    /// Whether the device is open. A device that is not open has no
+    /// config state to read (hot reset walks closed devices of its set too).
+    pub(crate) fn is_open(&self) -> bool {
+        // SAFETY: Valid device, memory_lock held. Our callers either have the
+        // device open or hold its dev_set lock, as the shim requires.
+        unsafe { vfio_pci_dmabuf_shim_is_open(self.0.as_raw()) }
+    }
+
     /// Whether the BARs can be accessed: memory decode on, in D0, and not in
-    /// runtime low power.
+    /// runtime low power; `false` for a device that is not open.
     pub(crate) fn bar_usable(&self) -> bool {
-        // SAFETY: Valid device, memory_lock held as the function requires.
-        unsafe { vfio_pci_dmabuf_shim_bar_usable(self.0.as_raw()) }
+        // SAFETY: Valid device, memory_lock held; the state is read only
+        // while the device is open, as the shim requires.
+        self.is_open() && unsafe { vfio_pci_dmabuf_shim_bar_usable(self.0.as_raw()) }
+    }
+
+    /// Claims BAR `bar` for vfio, as the region's mmap does
+    /// (`vfio_pci_core_setup_barmap()`); the claim lasts until the device
+    /// is closed.
+    pub(crate) fn claim_bar(&self, bar: u32) -> Result {
+        let bar = c_int::try_from(bar)?;
+        // SAFETY: Valid device, memory_lock held for writing, `bar` a
+        // standard BAR index (checked by the caller).
+        to_result(unsafe { vfio_pci_dmabuf_shim_claim_bar(self.0.as_raw(), bar) })
+    }
+
+    /// Waits until every fence of `dmabuf` has signalled, however long that
+    /// takes; reports the first long wait of a revocation (`reported`).
+    pub(crate) fn wait_idle<T>(&self, dmabuf: &DmaBuf<T>, reported: &mut bool) {
+        // SAFETY: Valid device and dma-buf; `reported` is a local.
+        unsafe { vfio_pci_dmabuf_shim_wait_idle(self.0.as_raw(), dmabuf.as_raw(), reported) }
     }
 
     /// Adds `node` to the device's list of dma-bufs.
@@ -279,10 +318,11 @@ impl PciDev {
         PciDevRef(NonNull::from(self).cast())
     }
 
-    /// How `client` reaches this device's BARs; logs why when it cannot.
+    /// How `client` reaches this device's BARs; logs why when it cannot, at
+    /// a bounded rate.
     pub(crate) fn p2p_map_type(&self, client: &Device) -> bindings::pci_p2pdma_map_type {
         // SAFETY: Both devices are valid.
-        unsafe { bindings::pci_p2pdma_bar_map_type(self.0.get(), client.as_raw()) }
+        unsafe { vfio_pci_dmabuf_shim_p2p_map_type(self.0.get(), client.as_raw()) }
     }
 }
 
@@ -482,13 +522,6 @@ impl<T> ResvGuard<'_, T> {
     pub(crate) fn move_notify(&self) {
         // SAFETY: Valid dma-buf with its reservation lock held.
         unsafe { bindings::dma_buf_move_notify(self.0.as_raw()) }
-    }
-
-    /// Waits (bounded, with an error message) for the fences importers may
-    /// have added while handling [`Self::move_notify`].
-    pub(crate) fn wait_idle(&self) {
-        // SAFETY: Valid dma-buf with its reservation lock held.
-        unsafe { vfio_pci_dmabuf_shim_wait_idle(self.0.as_raw()) }
     }
 }
 

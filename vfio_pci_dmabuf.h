@@ -6,6 +6,7 @@
 #ifndef VFIO_PCI_DMABUF_H
 #define VFIO_PCI_DMABUF_H
 
+#include <linux/dma-map-ops.h>
 #include <linux/types.h>
 
 struct device;
@@ -20,6 +21,7 @@ struct dma_buf *vfio_pci_dmabuf_shim_export(const struct dma_buf_ops *ops,
 int vfio_pci_dmabuf_shim_check_feature(u32 flags, size_t argsz,
 				       u32 supported_ops, size_t minsz);
 bool vfio_pci_dmabuf_shim_export_allowed(struct vfio_pci_core_device *vdev);
+bool vfio_pci_dmabuf_shim_is_open(struct vfio_pci_core_device *vdev);
 bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev);
 u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, u64 *phys,
 			     u64 *bus);
@@ -29,7 +31,12 @@ void vfio_pci_dmabuf_shim_unlink(struct vfio_pci_core_device *vdev,
 				 struct list_head *node);
 void vfio_pci_dmabuf_shim_resv_lock(struct dma_buf *dmabuf);
 void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf);
-void vfio_pci_dmabuf_shim_wait_idle(struct dma_buf *dmabuf);
+void vfio_pci_dmabuf_shim_wait_idle(struct vfio_pci_core_device *vdev,
+				    struct dma_buf *dmabuf, bool *reported);
+int vfio_pci_dmabuf_shim_claim_bar(struct vfio_pci_core_device *vdev, int bar);
+enum pci_p2pdma_map_type
+vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,
+				  struct device *client);
 void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
 				     u64 *boundary_mask);
 int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);

@@ -93,16 +93,13 @@ impl Buffer {
     }
 
     /// Revokes access, or gives it back if `usable`; importers are told only
-    /// when the state changes. Synchronous: after a revoke their fences have
-    /// signalled.
+    /// when the state changes. Not synchronous: after a revoke, the caller
+    /// waits for the importers' fences (see [`move_all`]).
     fn set_usable(&self, usable: bool) {
         let resv = self.dmabuf().lock();
         if self.revoked.load(Ordering::Relaxed) == usable {
             self.revoked.store(!usable, Ordering::Relaxed);
             resv.move_notify();
-            if !usable {
-                resv.wait_idle();
-            }
         }
     }
 
@@ -175,6 +172,10 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         })?;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
 
+    // The BAR is vfio's before any of it is handed out: a range held by
+    // another driver (a boot framebuffer) is refused as the mmap refuses it.
+    dev.with_memory_lock(|locked| locked.claim_bar(region))?;
+
     let registration = KBox::new(dev.try_get_registration().ok_or(ENODEV)?, GFP_KERNEL)?;
     let buffer = KBox::new(
         Buffer {
@@ -217,26 +218,42 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     Ok(fd)
 }
 
-/// Revokes (`revoke`) or restores access to every buffer of `locked`'s device.
-fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
-    let usable = !revoke && locked.bar_usable();
+/// Calls `f` with every buffer of `locked`'s device.
+fn for_each_buffer(locked: &MemoryLocked<'_>, mut f: impl FnMut(&Buffer)) {
     locked.for_each(|node| {
         // SAFETY: Every node on the list is the link of a live buffer: release
         // unlinks under the lock we hold.
-        let buffer = unsafe { Buffer::from_link(node) };
-        buffer.set_usable(usable);
+        f(unsafe { Buffer::from_link(node) })
     });
+}
+
+/// Revokes (`revoke`) or restores access to every buffer of `locked`'s
+/// device. A revoke tells every importer of every buffer first, then waits
+/// for all their fences, with no time limit: only then may the BAR go away.
+///
+/// A device that is not open has no importers (its buffers were revoked for
+/// good at close) and no config state, so nothing is done or read.
+fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
+    if !locked.is_open() {
+        return;
+    }
+    let usable = !revoke && locked.bar_usable();
+    for_each_buffer(locked, |buffer| buffer.set_usable(usable));
+    if !usable {
+        let mut reported = false;
+        for_each_buffer(locked, |buffer| {
+            locked.wait_idle(buffer.dmabuf(), &mut reported)
+        });
+    }
 }
 
 /// Revokes every buffer of a closing device for good and detaches them.
 fn cleanup(locked: &MemoryLocked<'_>) {
-    locked.for_each(|node| {
-        // SAFETY: As in `move_all`.
-        let buffer = unsafe { Buffer::from_link(node) };
+    move_all(locked, true);
+    for_each_buffer(locked, |buffer| {
         // A buffer whose file is being released is left to `release`, which
         // waits for the lock we hold and unlinks it; it has no importers.
         if let Some(_file) = buffer.dmabuf().try_get_file() {
-            buffer.set_usable(false);
             // The closing caller holds its own reference on the device, so
             // this one can go under the lock.
             drop(buffer.detach(locked));

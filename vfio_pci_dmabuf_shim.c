@@ -9,9 +9,11 @@
 
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
+#include <linux/dma-map-ops.h>
 #include <linux/dma-resv.h>
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/ratelimit.h>
 #include <linux/vfio.h>
 
 #include "vfio_pci_dmabuf.h"
@@ -19,8 +21,8 @@
 
 MODULE_IMPORT_NS(DMA_BUF);
 
-/* Wait this long for an importer's fences after a revoke, then complain. */
-#define VFIO_PCI_DMABUF_FENCE_TIMEOUT_MS	10000
+/* After a revoke, say so once if importers' fences take longer than this. */
+#define VFIO_PCI_DMABUF_FENCE_REPORT_MS	10000
 
 struct dma_buf *vfio_pci_dmabuf_shim_export(const struct dma_buf_ops *ops,
 					    size_t size, int flags, void *priv)
@@ -45,7 +47,17 @@ bool vfio_pci_dmabuf_shim_export_allowed(struct vfio_pci_core_device *vdev)
 	return vdev->dma_buf_export;
 }
 
-/* Caller holds vdev->memory_lock. */
+/*
+ * Caller holds vdev->memory_lock, and either has the device open (an ioctl
+ * or a region access on it) or holds dev_set->lock, under which open_count
+ * changes (hot reset walks every device of the set, open or not).
+ */
+bool vfio_pci_dmabuf_shim_is_open(struct vfio_pci_core_device *vdev)
+{
+	return READ_ONCE(vdev->vdev.open_count) != 0;
+}
+
+/* Caller holds vdev->memory_lock and the device is open (vconfig is set). */
 bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev)
 {
 	return !vdev->pm_runtime_engaged && __vfio_pci_memory_enabled(vdev);
@@ -86,16 +98,45 @@ void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf)
 	dma_resv_unlock(dmabuf->resv);
 }
 
-/* Caller holds the reservation lock; the fences of a revoke must signal. */
-void vfio_pci_dmabuf_shim_wait_idle(struct dma_buf *dmabuf)
+/*
+ * Waits, with no time limit, until every fence of @dmabuf has signalled: once
+ * revoked, the BAR may go away only after its importers stopped using it.
+ * The first wait of a revocation that takes long is reported, once
+ * (*@reported).  The reservation lock is not needed.
+ */
+void vfio_pci_dmabuf_shim_wait_idle(struct vfio_pci_core_device *vdev,
+				    struct dma_buf *dmabuf, bool *reported)
 {
-	long ret;
+	if (dma_resv_wait_timeout(dmabuf->resv, DMA_RESV_USAGE_BOOKKEEP, false,
+				  msecs_to_jiffies(VFIO_PCI_DMABUF_FENCE_REPORT_MS)) > 0)
+		return;
+	if (!*reported)
+		pci_warn(vdev->pdev,
+			 "dma-buf importers still busy %d ms after revocation; waiting for them\n",
+			 VFIO_PCI_DMABUF_FENCE_REPORT_MS);
+	*reported = true;
+	dma_resv_wait_timeout(dmabuf->resv, DMA_RESV_USAGE_BOOKKEEP, false,
+			      MAX_SCHEDULE_TIMEOUT);
+}
 
-	ret = dma_resv_wait_timeout(dmabuf->resv, DMA_RESV_USAGE_BOOKKEEP, false,
-				    msecs_to_jiffies(VFIO_PCI_DMABUF_FENCE_TIMEOUT_MS));
-	if (ret <= 0)
-		pr_err("vfio-pci dma-buf %s: importer fences did not signal within %d ms of revocation (%ld)\n",
-		       dmabuf->name ?: "", VFIO_PCI_DMABUF_FENCE_TIMEOUT_MS, ret);
+/* Claims the BAR for vfio as its mmap and read/write paths do. */
+int vfio_pci_dmabuf_shim_claim_bar(struct vfio_pci_core_device *vdev, int bar)
+{
+	lockdep_assert_held_write(&vdev->memory_lock);
+	return vfio_pci_core_setup_barmap(vdev, bar);
+}
+
+/*
+ * How @client reaches @provider's BARs.  The reason for a refusal is logged
+ * at a bounded rate: user space can retry an import in a loop.
+ */
+enum pci_p2pdma_map_type
+vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,
+				  struct device *client)
+{
+	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL, 5);
+
+	return pci_p2pdma_bar_map_type(provider, client, __ratelimit(&rs));
 }
 
 void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
