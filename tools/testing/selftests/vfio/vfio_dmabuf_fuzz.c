@@ -56,7 +56,7 @@ static uint64_t pick(uint64_t n)
 
 struct bar {
 	int mem;
-	uint64_t size;
+	uint64_t start, size;
 };
 
 /* Memory BARs and their sizes, from sysfs (flags 0x200: IORESOURCE_MEM). */
@@ -72,6 +72,7 @@ static void read_bars(const char *bdf, struct bar *bars)
 		if (fscanf(f, "%llx %llx %llx", &start, &end, &flags) != 3)
 			break;
 		bars[i].mem = !!(flags & 0x200);
+		bars[i].start = start;
 		bars[i].size = end ? end - start + 1 : 0;
 	}
 	if (f)
@@ -146,9 +147,10 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 	for (uint32_t i = 0; i < given && i < get->nr_ranges; i++) {
 		uint64_t end = r[i].offset + r[i].length;
 
+		/* as upstream, the overflow covers the BAR's start address */
 		if (!r[i].length || (r[i].offset | r[i].length) % PAGE)
 			set |= allow(EINVAL);
-		else if (end < r[i].offset)
+		else if (end < r[i].offset || b->start + end < end)
 			set |= allow(EOVERFLOW);
 		else if (end > b->size)
 			set |= allow(EINVAL);
