@@ -5,10 +5,11 @@
 //! Raw pointers stop here. This module holds the thin safe wrappers over the
 //! C objects the exporter works with (the vfio-pci core device, the provider
 //! `pci_dev`, a dma-buf and its attachments, reservation locks, DMA-address
-//! scatter-gather tables) and the declarations of the C shim
-//! (`vfio_pci_dmabuf_shim.c`). The `extern "C"` entry points that C calls
-//! live in the crate root and convert their arguments with the `from_raw`
-//! functions below.
+//! scatter-gather tables), the dma-buf ops as a safe [`Exporter`] trait
+//! whose C trampolines live here, and the declarations of the C shim
+//! (`vfio_pci_dmabuf_shim.c`). The `extern "C"` entry points that vfio-pci
+//! calls live in the crate root and convert their arguments with the
+//! `from_raw` functions below.
 
 use core::{
     marker::PhantomData,
@@ -20,7 +21,10 @@ use kernel::{
     ffi::{c_int, c_void},
     prelude::*,
     types::Opaque,
+    uaccess::UserSliceReader,
 };
+
+use crate::vfio_pci_dmabuf_ranges::Range;
 
 // The C shim, `vfio_pci_dmabuf_shim.c`. Kernel structs whose bindings contain
 // opaque fields are passed by pointer only, as `bindings` itself does.
@@ -90,6 +94,23 @@ pub(crate) fn check_feature(
     let ret = unsafe { vfio_pci_dmabuf_shim_check_feature(flags, argsz, supported, minsz) };
     to_result(ret)?;
     Ok(ret == 1)
+}
+
+/// Reads `nr` ranges (`struct vfio_region_dma_range`) from user space into
+/// a new list, charged to the caller's memory cgroup.
+pub(crate) fn read_ranges(reader: &mut UserSliceReader, nr: usize) -> Result<KVVec<Range>> {
+    let mut list = KVVec::<Range>::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
+    let spare = &mut list.spare_capacity_mut()[..nr];
+    // SAFETY: `spare` is `nr` uninitialised `Range`s; viewing them as
+    // `size_of_val(spare)` uninitialised bytes is valid.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), core::mem::size_of_val(spare))
+    };
+    reader.read_raw(bytes)?;
+    // SAFETY: The first `nr` elements were just written; any bytes are a
+    // valid `Range` (two integers).
+    unsafe { list.set_len(nr) };
+    Ok(list)
 }
 
 /// A `struct vfio_pci_core_device`.
@@ -440,27 +461,26 @@ impl<T> DmaBuf<T> {
         self.0.get()
     }
 
-    /// Exports a dma-buf of `size` bytes with `ops`, private data `data`
-    /// and file flags `flags`. Ownership of `data` passes to the dma-buf on
-    /// success (the `release` op gets it back); on failure `data` is returned.
-    pub(crate) fn export(
-        ops: &'static bindings::dma_buf_ops,
-        size: usize,
-        flags: c_int,
-        data: KBox<T>,
-    ) -> core::result::Result<NonNull<bindings::dma_buf>, (Error, KBox<T>)> {
+    /// Exports a dma-buf of `size` bytes with `T`'s ops, private data `data`
+    /// and file flags `flags`. Ownership of `data` passes to the dma-buf
+    /// (the `release` op drops it); on failure it is dropped here.
+    pub(crate) fn export(size: usize, flags: c_int, data: KBox<T>) -> Result<DmaBufRef<T>>
+    where
+        T: Exporter,
+    {
         let raw = KBox::into_raw(data);
-        // SAFETY: `ops` is a static ops table, `raw` a valid allocation.
-        let ret = unsafe { vfio_pci_dmabuf_shim_export(ops, size, flags, raw.cast()) };
-        match from_err_ptr(ret) {
-            Ok(p) => NonNull::new(p).ok_or_else(|| {
-                // SAFETY: dma_buf_export() never returns NULL; if it did, it
-                // did not take `raw`, which came from `KBox::into_raw` above.
-                (EINVAL, unsafe { KBox::from_raw(raw) })
-            }),
-            // SAFETY: On failure dma_buf_export() did not keep `raw`, which
-            // came from `KBox::into_raw` above.
-            Err(e) => Err((e, unsafe { KBox::from_raw(raw) })),
+        // SAFETY: The ops table is a constant promoted to a static; `raw` is
+        // a valid allocation.
+        let ret = unsafe { vfio_pci_dmabuf_shim_export(ops::<T>(), size, flags, raw.cast()) };
+        match from_err_ptr(ret).map(NonNull::new) {
+            // INVARIANT: A new dma-buf whose reference we own, with a `T`.
+            Ok(Some(p)) => Ok(DmaBufRef(p, PhantomData)),
+            _ => {
+                // SAFETY: On failure dma_buf_export() did not keep `raw`,
+                // which came from `KBox::into_raw` above.
+                drop(unsafe { KBox::from_raw(raw) });
+                Err(from_err_ptr(ret).err().unwrap_or(EINVAL))
+            }
         }
     }
 
@@ -476,7 +496,7 @@ impl<T> DmaBuf<T> {
     ///
     /// Called once, from the `release` op; no reference from [`Self::data`]
     /// is used afterwards.
-    pub(crate) unsafe fn take_data(&self) -> KBox<T> {
+    unsafe fn take_data(&self) -> KBox<T> {
         // SAFETY: `priv` came from `KBox::into_raw` in `export`, and the
         // caller guarantees this is the only taker.
         unsafe { KBox::from_raw((*self.as_raw()).priv_.cast::<T>()) }
@@ -496,6 +516,43 @@ impl<T> DmaBuf<T> {
         let f = unsafe { bindings::get_file_active(ptr::addr_of_mut!((*self.as_raw()).file)) };
         // INVARIANT: a non-NULL return carries a new reference.
         NonNull::new(f).map(FileRef)
+    }
+}
+
+/// The reference on a dma-buf that [`DmaBuf::export`] returns: dropped with
+/// `dma_buf_put()` unless handed to user space as a file descriptor.
+///
+/// # Invariants
+///
+/// Holds one reference on a dma-buf exported with a `T`.
+pub(crate) struct DmaBufRef<T>(NonNull<bindings::dma_buf>, PhantomData<T>);
+
+impl<T> core::ops::Deref for DmaBufRef<T> {
+    type Target = DmaBuf<T>;
+    fn deref(&self) -> &DmaBuf<T> {
+        // SAFETY: The reference keeps the dma-buf valid (type invariant).
+        unsafe { DmaBuf::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl<T> DmaBufRef<T> {
+    /// Installs the dma-buf in a new file descriptor with `flags`, which
+    /// takes over the reference; on failure the reference is dropped.
+    pub(crate) fn into_fd(self, flags: c_int) -> Result<c_int> {
+        // SAFETY: Valid dma-buf we hold a reference on.
+        let fd = unsafe { bindings::dma_buf_fd(self.0.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(Error::from_errno(fd));
+        }
+        core::mem::forget(self);
+        Ok(fd)
+    }
+}
+
+impl<T> Drop for DmaBufRef<T> {
+    fn drop(&mut self) {
+        // SAFETY: We own one reference (type invariant).
+        unsafe { bindings::dma_buf_put(self.0.as_ptr()) }
     }
 }
 
@@ -648,8 +705,8 @@ impl SgTableBuilder {
         Ok(())
     }
 
-    /// The full table, handed to the importer; freed with [`free_sg_table`].
-    pub(crate) fn finish(self) -> Result<*mut bindings::sg_table> {
+    /// The full table.
+    pub(crate) fn finish(self) -> Result<SgTable> {
         if self.left != 0 {
             return Err(EINVAL);
         }
@@ -657,7 +714,8 @@ impl SgTableBuilder {
         // SAFETY: `this` is never used or dropped again; move the box out.
         let table = unsafe { ptr::read(&this.table) };
         this.next = ptr::null_mut();
-        Ok(KBox::into_raw(table))
+        // INVARIANT: A full table allocated with `sg_alloc_table()`.
+        Ok(SgTable(table))
     }
 }
 
@@ -668,38 +726,154 @@ impl Drop for SgTableBuilder {
     }
 }
 
-/// The DMA entries `(address, length)` of a table made by [`SgTableBuilder`].
+/// A full DMA-address table made by [`SgTableBuilder`], lent to an importer
+/// between the `map` and `unmap` ops; freed on drop.
 ///
-/// # Safety
+/// # Invariants
 ///
-/// `sgt` came from [`SgTableBuilder::finish`] and is not freed while the
-/// iterator is used.
-pub(crate) unsafe fn sg_entries(sgt: *mut bindings::sg_table) -> impl Iterator<Item = (u64, u32)> {
-    // SAFETY: Valid table per the caller.
-    let (mut sg, mut left) = unsafe { ((*sgt).sgl, (*sgt).nents) };
-    core::iter::from_fn(move || {
-        if left == 0 || sg.is_null() {
-            return None;
-        }
-        // SAFETY: `sg` is one of the table's `nents` DMA entries.
-        let e = unsafe { ((*sg).dma_address, (*sg).dma_length) };
-        left -= 1;
-        // SAFETY: As above; sg_next() returns NULL after the last entry.
-        sg = unsafe { bindings::sg_next(sg) };
-        Some(e)
-    })
+/// `0` was allocated with `sg_alloc_table()` and every entry is filled.
+pub(crate) struct SgTable(KBox<bindings::sg_table>);
+
+impl SgTable {
+    /// Hands the table over as a raw pointer; [`DmaBufOps::unmap`] takes it
+    /// back.
+    fn into_raw(self) -> *mut bindings::sg_table {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; move the box out.
+        KBox::into_raw(unsafe { ptr::read(&this.0) })
+    }
+
+    /// The DMA entries `(address, length)`.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let (mut sg, mut left) = (self.0.sgl, self.0.nents);
+        core::iter::from_fn(move || {
+            if left == 0 || sg.is_null() {
+                return None;
+            }
+            // SAFETY: `sg` is one of the table's `nents` filled entries,
+            // alive as long as `self` (type invariant).
+            let e = unsafe { ((*sg).dma_address, (*sg).dma_length) };
+            left -= 1;
+            // SAFETY: As above; sg_next() returns NULL after the last entry.
+            sg = unsafe { bindings::sg_next(sg) };
+            Some(e)
+        })
+    }
 }
 
-/// Frees a table made by [`SgTableBuilder`].
-///
-/// # Safety
-///
-/// `sgt` came from [`SgTableBuilder::finish`] and is not used afterwards.
-pub(crate) unsafe fn free_sg_table(sgt: *mut bindings::sg_table) {
-    // SAFETY: Per the caller, `sgt` is ours: allocated by sg_alloc_table()
-    // inside a `KBox`.
-    unsafe {
-        bindings::sg_free_table(sgt);
-        drop(KBox::from_raw(sgt));
+impl Drop for SgTable {
+    fn drop(&mut self) {
+        // SAFETY: Allocated with sg_alloc_table() (type invariant).
+        unsafe { bindings::sg_free_table(&mut *self.0) };
     }
+}
+
+/// The exporter of a dma-buf whose private data is a `Self`: the dma-buf ops
+/// as safe methods. Their C trampolines are in [`DmaBufOps`]. Pinning is
+/// refused (the memory is revocable) and there is no CPU access.
+pub(crate) trait Exporter: Sized {
+    /// A new attachment; an error refuses it.
+    fn attach(attach: &Attachment<Self>) -> Result;
+    /// The table of DMA addresses for `attach`, reservation lock held.
+    fn map(attach: &Attachment<Self>, dir: bindings::dma_data_direction) -> Result<SgTable>;
+    /// Undoes [`Self::map`], reservation lock held; `table` is freed after.
+    fn unmap(attach: &Attachment<Self>, table: &SgTable, dir: bindings::dma_data_direction);
+    /// The last reference is gone; the private data is dropped after this.
+    fn release(dmabuf: &DmaBuf<Self>);
+}
+
+/// The C side of an [`Exporter`].
+struct DmaBufOps<T>(PhantomData<T>);
+
+impl<T: Exporter> DmaBufOps<T> {
+    const OPS: bindings::dma_buf_ops = bindings::dma_buf_ops {
+        attach: Some(Self::attach),
+        pin: Some(Self::pin),
+        unpin: Some(Self::unpin),
+        map_dma_buf: Some(Self::map),
+        unmap_dma_buf: Some(Self::unmap),
+        release: Some(Self::release),
+        // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops are
+        // absent (NULL), so CPU access (mmap, vmap) is refused.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    // The ops are called by the dma-buf core only, with valid pointers to one
+    // of our dma-bufs (exported with a `T` by `DmaBuf::export`) and its
+    // attachments; each one's `# Safety` section says what else it guarantees.
+
+    /// # Safety
+    ///
+    /// `att` is a new attachment to a dma-buf exported with `T`.
+    unsafe extern "C" fn attach(
+        _dmabuf: *mut bindings::dma_buf,
+        att: *mut bindings::dma_buf_attachment,
+    ) -> c_int {
+        // SAFETY: Per the function's contract.
+        match T::attach(unsafe { Attachment::from_raw(att) }) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Any pointer: it is not used.
+    unsafe extern "C" fn pin(_att: *mut bindings::dma_buf_attachment) -> c_int {
+        -(bindings::EOPNOTSUPP as c_int)
+    }
+
+    /// # Safety
+    ///
+    /// Any pointer: it is not used.
+    unsafe extern "C" fn unpin(_att: *mut bindings::dma_buf_attachment) {}
+
+    /// # Safety
+    ///
+    /// `att` is an attachment made by `attach`, whose dma-buf's reservation
+    /// lock the caller holds.
+    unsafe extern "C" fn map(
+        att: *mut bindings::dma_buf_attachment,
+        dir: bindings::dma_data_direction,
+    ) -> *mut bindings::sg_table {
+        // SAFETY: Per the function's contract.
+        match T::map(unsafe { Attachment::from_raw(att) }, dir) {
+            // `unmap` takes the box back.
+            Ok(table) => table.into_raw(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `att` is an attachment made by `attach` and `sgt` a table `map`
+    /// returned for it, handed back once, reservation lock held.
+    unsafe extern "C" fn unmap(
+        att: *mut bindings::dma_buf_attachment,
+        sgt: *mut bindings::sg_table,
+        dir: bindings::dma_data_direction,
+    ) {
+        // SAFETY: `sgt` came from `KBox::into_raw` in `map`, of a full table
+        // (the `SgTable` invariant), and is handed back once.
+        let table = SgTable(unsafe { KBox::from_raw(sgt) });
+        // SAFETY: Per the function's contract.
+        T::unmap(unsafe { Attachment::from_raw(att) }, &table, dir);
+    }
+
+    /// # Safety
+    ///
+    /// `dmabuf` was exported with `T`; called once, when its last reference
+    /// is dropped.
+    unsafe extern "C" fn release(dmabuf: *mut bindings::dma_buf) {
+        // SAFETY: Per the function's contract.
+        let dmabuf = unsafe { DmaBuf::<T>::from_raw(dmabuf) };
+        T::release(dmabuf);
+        // SAFETY: This is the release op; the data is not used after this.
+        drop(unsafe { dmabuf.take_data() });
+    }
+}
+
+/// The ops table of `T`, a constant promoted to a static.
+fn ops<T: Exporter>() -> &'static bindings::dma_buf_ops {
+    &DmaBufOps::<T>::OPS
 }

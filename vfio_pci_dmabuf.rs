@@ -35,8 +35,8 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, free_sg_table, sg_entries, Attachment, Bar, CoreDevice, DmaBuf, MemoryLocked,
-    PciDevRef, Registration, SgTableBuilder,
+    check_feature, read_ranges, Attachment, Bar, CoreDevice, DmaBuf, Exporter, MemoryLocked,
+    PciDevRef, Registration, SgTable, SgTableBuilder,
 };
 use vfio_pci_dmabuf_ranges::{runs, validate, Range, RangeError, Segments, MAX_RANGES};
 
@@ -87,9 +87,9 @@ impl Buffer {
     ///
     /// `node` is the `link` of a live `Buffer`.
     unsafe fn from_link<'a>(node: core::ptr::NonNull<bindings::list_head>) -> &'a Buffer {
-        let off = core::mem::offset_of!(Buffer, link);
-        // SAFETY: Per the caller, `node` is inside a `Buffer` at `off`.
-        unsafe { &*node.as_ptr().cast::<u8>().sub(off).cast::<Buffer>() }
+        // SAFETY: Per the caller, `node` is the `link` field of a live
+        // `Buffer`.
+        unsafe { &*kernel::container_of!(node.as_ptr(), Buffer, link) }
     }
 
     /// Revokes access, or gives it back if `usable`; importers are told only
@@ -154,16 +154,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     }
     let bar = dev.pdev().memory_bar(region).ok_or(EINVAL)?;
 
-    let mut list = KVVec::<Range>::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
-    let spare = &mut list.spare_capacity_mut()[..nr];
-    // SAFETY: `spare` is `nr` uninitialised `Range`s; viewing them as
-    // `nr * RANGE_SIZE` uninitialised bytes is valid.
-    let bytes =
-        unsafe { core::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), nr * RANGE_SIZE) };
-    reader.read_raw(bytes)?;
-    // SAFETY: The first `nr` elements were just written; any bytes are a
-    // valid `Range` (two integers).
-    unsafe { list.set_len(nr) };
+    let list = read_ranges(&mut reader, nr)?;
 
     let size =
         validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
@@ -189,10 +180,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         },
         GFP_KERNEL,
     )?;
-    let dmabuf =
-        DmaBuf::export(&DMA_BUF_OPS, size, open_flags as c_int, buffer).map_err(|(e, _)| e)?;
-    // SAFETY: Just exported with a `Buffer`; we hold its only reference.
-    let dmabuf = unsafe { DmaBuf::<Buffer>::from_raw(dmabuf.as_ptr()) };
+    let dmabuf = DmaBuf::export(size, open_flags as c_int, buffer)?;
     let buffer = dmabuf.data();
     buffer.dmabuf.store(dmabuf.as_raw(), Ordering::Relaxed);
 
@@ -208,14 +196,8 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         unsafe { locked.link(&buffer.link) };
     });
 
-    // SAFETY: `dmabuf` is a valid dma-buf we hold a reference on.
-    let fd = unsafe { bindings::dma_buf_fd(dmabuf.as_raw(), open_flags as c_int) };
-    if fd < 0 {
-        // SAFETY: Drops our only reference; `release` cleans up.
-        unsafe { bindings::dma_buf_put(dmabuf.as_raw()) };
-        return Err(Error::from_errno(fd));
-    }
-    Ok(fd)
+    // On failure our reference goes, and `release` cleans up.
+    dmabuf.into_fd(open_flags as c_int)
 }
 
 /// Calls `f` with every buffer of `locked`'s device.
@@ -266,96 +248,88 @@ fn map_path(attach: &Attachment<Buffer>) -> bindings::pci_p2pdma_map_type {
     attach.exporter_value() as bindings::pci_p2pdma_map_type
 }
 
-fn attach(attach: &Attachment<Buffer>) -> Result {
-    let buffer = attach.dmabuf().data();
-    if !attach.is_dynamic() || !attach.peer2peer() {
-        return Err(eopnotsupp());
-    }
-    if buffer.revoked.load(Ordering::Relaxed) {
-        return Err(ENODEV);
-    }
-    let path = buffer.provider.p2p_map_type(attach.dev());
-    match path {
-        bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR
-        | bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
-            attach.set_exporter_value(path as usize);
-            Ok(())
+impl Exporter for Buffer {
+    fn attach(attach: &Attachment<Buffer>) -> Result {
+        let buffer = attach.dmabuf().data();
+        if !attach.is_dynamic() || !attach.peer2peer() {
+            return Err(eopnotsupp());
         }
-        _ => Err(eopnotsupp()),
-    }
-}
-
-/// Builds the importer's table: one entry per segment of each contiguous
-/// run, at bus addresses or at addresses mapped through the DMA API.
-fn map(
-    attach: &Attachment<Buffer>,
-    dir: bindings::dma_data_direction,
-) -> Result<*mut bindings::sg_table> {
-    let buffer = attach.dmabuf().data();
-    if buffer.revoked.load(Ordering::Relaxed) {
-        return Err(ENODEV);
-    }
-    let dev = attach.dev();
-    // Whole pages only: an importer that cannot take one page per entry is
-    // refused.
-    let limits = dev
-        .dma_limits()
-        .in_pages(bindings::PAGE_SIZE as u64)
-        .ok_or(EINVAL)?;
-    let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
-
-    // On the host-bridge path, the DMA address the DMA API gave each run,
-    // and the guard that unmaps them on failure. The bus path needs neither:
-    // a run's address is the BAR's bus address plus its offset.
-    let mut iovas = KVVec::<u64>::new();
-    if !bus_path {
-        iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL)?;
-    }
-    let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
-        for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
-            dev.unmap_resource(*addr, run.length, dir);
+        if buffer.revoked.load(Ordering::Relaxed) {
+            return Err(ENODEV);
         }
-    });
-    if !bus_path {
-        for run in runs(&buffer.ranges) {
-            let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
-            mapped.push(addr, GFP_KERNEL)?;
+        let path = buffer.provider.p2p_map_type(attach.dev());
+        match path {
+            bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR
+            | bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
+                attach.set_exporter_value(path as usize);
+                Ok(())
+            }
+            _ => Err(eopnotsupp()),
         }
     }
 
-    let iovas: &[u64] = &mapped;
-    let segments = || {
-        runs(&buffer.ranges).enumerate().flat_map(move |(i, run)| {
-            let addr = match iovas.get(i) {
-                Some(iova) => *iova,
-                None => buffer.bar.bus + run.offset,
-            };
-            Segments::new(addr, run.length, limits)
-        })
-    };
-    let mut table = SgTableBuilder::new(segments().count())?;
-    for (addr, len) in segments() {
-        table.push(addr, len, bus_path)?;
-    }
-    let sgt = table.finish()?;
-    mapped.dismiss();
-    Ok(sgt)
-}
+    /// Builds the importer's table: one entry per segment of each contiguous
+    /// run, at bus addresses or at addresses mapped through the DMA API.
+    fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
+        let buffer = attach.dmabuf().data();
+        if buffer.revoked.load(Ordering::Relaxed) {
+            return Err(ENODEV);
+        }
+        let dev = attach.dev();
+        // Whole pages only: an importer that cannot take one page per entry is
+        // refused.
+        let limits = dev
+            .dma_limits()
+            .in_pages(bindings::PAGE_SIZE as u64)
+            .ok_or(EINVAL)?;
+        let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
 
-/// Undoes `map`: the DMA API mappings of each run, then the table.
-///
-/// # Safety
-///
-/// `sgt` was returned by `map` for `attach` and is not used afterwards.
-unsafe fn unmap(
-    attach: &Attachment<Buffer>,
-    sgt: *mut bindings::sg_table,
-    dir: bindings::dma_data_direction,
-) {
-    let buffer = attach.dmabuf().data();
-    if map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE {
-        // SAFETY: `sgt` is a live table from `map` (caller's contract).
-        let mut entries = unsafe { sg_entries(sgt) };
+        // On the host-bridge path, the DMA address the DMA API gave each run,
+        // and the guard that unmaps them on failure. The bus path needs neither:
+        // a run's address is the BAR's bus address plus its offset.
+        let mut iovas = KVVec::<u64>::new();
+        if !bus_path {
+            iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL)?;
+        }
+        let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
+            for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
+                dev.unmap_resource(*addr, run.length, dir);
+            }
+        });
+        if !bus_path {
+            for run in runs(&buffer.ranges) {
+                let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
+                mapped.push(addr, GFP_KERNEL)?;
+            }
+        }
+
+        let iovas: &[u64] = &mapped;
+        let segments = || {
+            runs(&buffer.ranges).enumerate().flat_map(move |(i, run)| {
+                let addr = match iovas.get(i) {
+                    Some(iova) => *iova,
+                    None => buffer.bar.bus + run.offset,
+                };
+                Segments::new(addr, run.length, limits)
+            })
+        };
+        let mut table = SgTableBuilder::new(segments().count())?;
+        for (addr, len) in segments() {
+            table.push(addr, len, bus_path)?;
+        }
+        let table = table.finish()?;
+        mapped.dismiss();
+        Ok(table)
+    }
+
+    /// Undoes `map`: the DMA API mappings of each run; the table is freed
+    /// after.
+    fn unmap(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
+        let buffer = attach.dmabuf().data();
+        if map_path(attach) != bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE {
+            return;
+        }
+        let mut entries = table.entries();
         // Each run starts at its first entry and spans `run.length` bytes of
         // consecutive entries, as `map` built it.
         for run in runs(&buffer.ranges) {
@@ -371,23 +345,19 @@ unsafe fn unmap(
             attach.dev().unmap_resource(addr, run.length, dir);
         }
     }
-    // SAFETY: Per the caller, `sgt` came from `map` and is not used again.
-    unsafe { free_sg_table(sgt) };
-}
 
-fn release(dmabuf: &DmaBuf<Buffer>) {
-    let buffer = dmabuf.data();
-    let reg = buffer.registration.load(Ordering::Relaxed);
-    if !reg.is_null() {
-        // SAFETY: The registration is ours until `detach` takes it, and
-        // `cleanup` skips buffers whose file is being released, so it stays
-        // set and keeps the device allocated.
-        let dev = unsafe { (*reg).dev() };
-        let reg = dev.with_memory_lock(|locked| buffer.detach(locked));
-        drop(reg);
+    fn release(dmabuf: &DmaBuf<Buffer>) {
+        let buffer = dmabuf.data();
+        let reg = buffer.registration.load(Ordering::Relaxed);
+        if !reg.is_null() {
+            // SAFETY: The registration is ours until `detach` takes it, and
+            // `cleanup` skips buffers whose file is being released, so it
+            // stays set and keeps the device allocated.
+            let dev = unsafe { (*reg).dev() };
+            let reg = dev.with_memory_lock(|locked| buffer.detach(locked));
+            drop(reg);
+        }
     }
-    // SAFETY: This is the release op; `buffer` is not used after this.
-    drop(unsafe { dmabuf.take_data() });
 }
 
 // ---- Entry points called from C -------------------------------------------
@@ -442,85 +412,3 @@ pub unsafe extern "C" fn vfio_pci_dma_buf_cleanup(vdev: *mut bindings::vfio_pci_
     // SAFETY: Valid device, per the contract above.
     unsafe { CoreDevice::from_raw(vdev) }.with_memory_lock(cleanup);
 }
-
-// ---- dma-buf ops ------------------------------------------------------------
-
-// The ops are called by the dma-buf core only, with valid pointers to one of
-// our dma-bufs (exported with a `Buffer`) and its attachments; each one's
-// `# Safety` section says what else the core guarantees.
-
-/// # Safety
-///
-/// `att` is a new attachment to a dma-buf exported by `feature_dma_buf`.
-unsafe extern "C" fn op_attach(
-    _dmabuf: *mut bindings::dma_buf,
-    att: *mut bindings::dma_buf_attachment,
-) -> c_int {
-    // SAFETY: Per the function's contract.
-    match attach(unsafe { Attachment::from_raw(att) }) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// # Safety
-///
-/// Any pointer: it is not used.
-unsafe extern "C" fn op_pin(_att: *mut bindings::dma_buf_attachment) -> c_int {
-    // BAR memory cannot be pinned: access is revocable.
-    eopnotsupp().to_errno()
-}
-
-/// # Safety
-///
-/// Any pointer: it is not used.
-unsafe extern "C" fn op_unpin(_att: *mut bindings::dma_buf_attachment) {}
-
-/// # Safety
-///
-/// `att` is an attachment made by `op_attach`, whose dma-buf's reservation
-/// lock the caller holds.
-unsafe extern "C" fn op_map(
-    att: *mut bindings::dma_buf_attachment,
-    dir: bindings::dma_data_direction,
-) -> *mut bindings::sg_table {
-    // SAFETY: Per the function's contract.
-    match map(unsafe { Attachment::from_raw(att) }, dir) {
-        Ok(sgt) => sgt,
-        Err(e) => e.to_ptr(),
-    }
-}
-
-/// # Safety
-///
-/// `att` is an attachment made by `op_attach` and `sgt` a table `op_map`
-/// returned for it, handed back once.
-unsafe extern "C" fn op_unmap(
-    att: *mut bindings::dma_buf_attachment,
-    sgt: *mut bindings::sg_table,
-    dir: bindings::dma_data_direction,
-) {
-    // SAFETY: Per the function's contract.
-    unsafe { unmap(Attachment::from_raw(att), sgt, dir) }
-}
-
-/// # Safety
-///
-/// `dmabuf` was exported by `feature_dma_buf`; called once, when its last
-/// reference is dropped.
-unsafe extern "C" fn op_release(dmabuf: *mut bindings::dma_buf) {
-    // SAFETY: Per the function's contract.
-    release(unsafe { DmaBuf::from_raw(dmabuf) })
-}
-
-static DMA_BUF_OPS: bindings::dma_buf_ops = bindings::dma_buf_ops {
-    attach: Some(op_attach),
-    pin: Some(op_pin),
-    unpin: Some(op_unpin),
-    map_dma_buf: Some(op_map),
-    unmap_dma_buf: Some(op_unmap),
-    release: Some(op_release),
-    // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops are
-    // absent (NULL), so CPU access (mmap, vmap) is refused.
-    ..unsafe { core::mem::zeroed() }
-};
