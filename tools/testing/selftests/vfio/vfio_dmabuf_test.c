@@ -146,6 +146,21 @@ static int import_mapped(struct __test_metadata *_metadata, int devfd,
 	return imp;
 }
 
+/*
+ * Attaches @buf (one page) for the importer and maps it, where the scenario
+ * has a P2P path; returns the importer, or -1 where there is none.
+ */
+#define import_where_path(buf) ({					\
+	int __imp = -1;							\
+									\
+	if (strcmp(self->path, "none")) {				\
+		__imp = importer_attach(buf, self->importer, 0);	\
+		ASSERT_GE(__imp, 0);					\
+		ASSERT_EQ(1, importer_map(__imp, self->segs, MAX_SEGS));\
+	}								\
+	__imp;								\
+})
+
 TEST_F(dmabuf, probe_and_set)
 {
 	struct vfio_device_feature f = { .argsz = sizeof(f) };
@@ -769,15 +784,11 @@ TEST_F(dmabuf, fault_injection)
 TEST_F(dmabuf, device_closed_under_buffer)
 {
 	struct vfio_region_dma_range r = { 0, PAGE };
-	int buf, imp = -1;
+	int buf, imp;
 
 	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
 	ASSERT_GE(buf, 0);
-	if (strcmp(self->path, "none")) {
-		imp = importer_attach(buf, self->importer, 0);
-		ASSERT_GE(imp, 0);
-		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	}
+	imp = import_where_path(buf);
 	vdev_close(&self->d);
 	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
 	if (imp >= 0) {
@@ -817,7 +828,7 @@ static int mf_bdfs(const char **f0, const char **f1)
 TEST_F(dmabuf, hot_reset_closed_sibling)
 {
 	struct vfio_region_dma_range r = { 0, PAGE };
-	int groups[2], n = 1, buf, imp = -1;
+	int groups[2], n = 1, buf, imp;
 	const char *f0, *f1;
 	struct vgroup *g1;
 	struct vdev d;
@@ -836,11 +847,7 @@ TEST_F(dmabuf, hot_reset_closed_sibling)
 
 	buf = dmabuf_create(d.fd, BAR, 1, &r);
 	ASSERT_GE(buf, 0);
-	if (strcmp(self->path, "none")) {
-		imp = importer_attach(buf, self->importer, 0);
-		ASSERT_GE(imp, 0);
-		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	}
+	imp = import_where_path(buf);
 	ASSERT_EQ(0, vdev_hot_reset(d.fd, groups, n));
 	if (imp >= 0) {
 		ASSERT_EQ(2, importer_moves(imp));
@@ -1100,15 +1107,11 @@ TEST_F(dmabuf, refused_attach_log_bounded)
 TEST_F(dmabuf, closed_while_decode_off)
 {
 	struct vfio_region_dma_range r = { 0, PAGE };
-	int refs = core_refcnt(), buf, imp = -1;
+	int refs = core_refcnt(), buf, imp;
 
 	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
 	ASSERT_GE(buf, 0);
-	if (strcmp(self->path, "none")) {
-		imp = importer_attach(buf, self->importer, 0);
-		ASSERT_GE(imp, 0);
-		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
-	}
+	imp = import_where_path(buf);
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
 	if (imp >= 0) {
 		ASSERT_EQ(1, importer_moves(imp));

@@ -264,22 +264,29 @@ static inline int core_refcnt(void)
 	return v;
 }
 
-/* Opens the test importer and attaches @dmabuf; returns its fd or -errno. */
-static inline int importer_attach(int dmabuf, const char *bdf, uint32_t flags)
+/* Opens a new test importer and issues @cmd on it; its fd or -errno. */
+static inline int importer_open(unsigned long cmd, void *arg)
 {
-	struct vdi_attach a = { .fd = dmabuf, .flags = flags };
 	int fd = open(VDI_DEVICE, O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
-	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf ? bdf : "");
-	if (ioctl(fd, VDI_IOC_ATTACH, &a)) {
+	if (ioctl(fd, cmd, arg)) {
 		int e = errno;
 
 		close(fd);
 		return -e;
 	}
 	return fd;
+}
+
+/* Opens the test importer and attaches @dmabuf; returns its fd or -errno. */
+static inline int importer_attach(int dmabuf, const char *bdf, uint32_t flags)
+{
+	struct vdi_attach a = { .fd = dmabuf, .flags = flags };
+
+	snprintf(a.bdf, sizeof(a.bdf), "%s", bdf ? bdf : "");
+	return importer_open(VDI_IOC_ATTACH, &a);
 }
 
 /* Maps; fills up to @max segments; returns the entry count or -errno. */
@@ -336,17 +343,8 @@ static inline int importer_watch(int imp, const char *bdf)
 static inline int region_claim(uint64_t phys, uint64_t len)
 {
 	struct vdi_claim c = { .phys = phys, .len = len };
-	int fd = open(VDI_DEVICE, O_RDWR | O_CLOEXEC);
 
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, VDI_IOC_CLAIM, &c)) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
-	return fd;
+	return importer_open(VDI_IOC_CLAIM, &c);
 }
 
 /* VFIO_DEVICE_PCI_HOT_RESET through @devfd with @n group fds; 0 or -errno. */
