@@ -223,29 +223,43 @@ impl<'a> MemoryLocked<'a> {
         unsafe { vfio_pci_dmabuf_shim_wait_idle(self.0.as_raw(), dmabuf.as_raw(), reported) }
     }
 
-    /// Adds `node` to the device's list of dma-bufs.
+    /// Puts `link` on the device's list of dma-bufs, holding `reg`, a
+    /// registration of this device.
     ///
     /// # Safety
     ///
-    /// `node` is not on any list and stays allocated until [`Self::unlink`].
-    pub(crate) unsafe fn link(&self, node: &Opaque<bindings::list_head>) {
-        // SAFETY: The lock is held; the caller guarantees `node`'s state.
-        unsafe { vfio_pci_dmabuf_shim_link(self.0.as_raw(), node.get()) }
+    /// `link` is on no list, and stays allocated and in place until it is
+    /// unlinked.
+    pub(crate) unsafe fn link(&self, link: &DeviceLink, reg: Registration) {
+        // SAFETY: We hold the lock that guards `reg`, and `link` is on no
+        // list, so nothing else reads or writes `reg` (type invariant).
+        unsafe { *link.reg.get() = Some(reg) };
+        // SAFETY: The lock is held; the caller guarantees `link`'s state.
+        // INVARIANT: `reg` is set and the entry goes on its device's list.
+        unsafe { vfio_pci_dmabuf_shim_link(self.0.as_raw(), link.node.get()) }
     }
 
-    /// Removes `node` from the device's list of dma-bufs.
+    /// Takes `link` off the device's list and returns the registration it
+    /// held; `None` if it was already unlinked.
     ///
     /// # Safety
     ///
-    /// `node` is on this device's list.
-    pub(crate) unsafe fn unlink(&self, node: &Opaque<bindings::list_head>) {
-        // SAFETY: The lock is held; the caller guarantees `node` is listed.
-        unsafe { vfio_pci_dmabuf_shim_unlink(self.0.as_raw(), node.get()) }
+    /// `link` is on this device's list, or was and has been unlinked.
+    pub(crate) unsafe fn unlink(&self, link: &DeviceLink) -> Option<Registration> {
+        // SAFETY: `reg` changes only under this device's memory_lock, which
+        // we hold (type invariant and the caller's guarantee).
+        let reg = unsafe { &mut *link.reg.get() };
+        reg.as_ref()?;
+        // SAFETY: A registration means `link` is on this device's list (type
+        // invariant), whose lock we hold.
+        // INVARIANT: The entry leaves the list as `reg` is cleared.
+        unsafe { vfio_pci_dmabuf_shim_unlink(self.0.as_raw(), link.node.get()) };
+        reg.take()
     }
 
-    /// Calls `f` with each node of the device's list of dma-bufs; `f` may
-    /// unlink the node it is given.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(NonNull<bindings::list_head>)) {
+    /// Calls `f` with each entry of the device's list of dma-bufs; `f` may
+    /// unlink the entry it is given.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&DeviceLink)) {
         // SAFETY: Valid device; the list is protected by the lock we hold.
         let head = unsafe { ptr::addr_of_mut!((*self.0.as_raw()).dmabufs) };
         // SAFETY: `head` is an initialised list head.
@@ -254,11 +268,48 @@ impl<'a> MemoryLocked<'a> {
             // SAFETY: `pos` is on the list, so valid; read `next` before `f`
             // may unlink it.
             let next = unsafe { (*pos).next };
-            if let Some(node) = NonNull::new(pos) {
-                f(node);
-            }
+            // SAFETY: Only `DeviceLink`s are put on the list (`link`), and
+            // they stay allocated until they leave it, under the lock we hold.
+            f(unsafe { &*kernel::container_of!(pos, DeviceLink, node) });
             pos = next;
         }
+    }
+}
+
+/// An entry in a device's list of dma-bufs, with the hold on the device's
+/// registration that it carries: state that the device's `memory_lock`
+/// guards, changed only through [`MemoryLocked`].
+///
+/// # Invariants
+///
+/// `reg` is `Some` exactly while `node` is on the list of `reg`'s device;
+/// both change only with that device's `memory_lock` held for writing.
+pub(crate) struct DeviceLink {
+    node: Opaque<bindings::list_head>,
+    reg: core::cell::UnsafeCell<Option<Registration>>,
+}
+
+impl DeviceLink {
+    /// An entry on no list.
+    pub(crate) fn new() -> Self {
+        // INVARIANT: No registration, on no list.
+        DeviceLink {
+            node: Opaque::uninit(),
+            reg: core::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// The device whose list holds the entry, read without its lock.
+    ///
+    /// # Safety
+    ///
+    /// Nothing links or unlinks the entry during the call or while the
+    /// returned device is used, other than the caller itself through
+    /// [`MemoryLocked::unlink`], after which the device is not used.
+    pub(crate) unsafe fn device(&self) -> Option<&CoreDevice> {
+        // SAFETY: No concurrent writer, per the caller. The registration
+        // keeps the device allocated while it is held.
+        unsafe { (*self.reg.get()).as_ref() }.map(Registration::dev)
     }
 }
 

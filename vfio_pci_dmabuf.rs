@@ -27,7 +27,7 @@ use kernel::{
     bindings,
     ffi::{c_int, c_void},
     prelude::*,
-    types::{Opaque, ScopeGuard},
+    types::ScopeGuard,
     uaccess::UserSlice,
 };
 
@@ -35,8 +35,8 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, Attachment, Bar, CoreDevice, DmaBuf, Exporter, MemoryLocked,
-    PciDevRef, Registration, SgTable, SgTableBuilder,
+    check_feature, read_ranges, Attachment, Bar, CoreDevice, DeviceLink, DmaBuf, Exporter,
+    MemoryLocked, PciDevRef, SgTable, SgTableBuilder,
 };
 use vfio_pci_dmabuf_ranges::{runs, validate, Range, RangeError, Segments, MAX_RANGES};
 
@@ -60,11 +60,9 @@ const _: () = assert!(HEADER_SIZE == 16);
 
 /// The exporter's state of one dma-buf (its `priv`).
 struct Buffer {
-    /// Entry in the device's list while `registration` is set.
-    link: Opaque<bindings::list_head>,
-    /// The exporting device, until it is closed. Read and written under the
-    /// device's `memory_lock`; written once more, to clear it, by `close`.
-    registration: AtomicPtr<Registration>,
+    /// Entry in the device's list, with its hold on the device, until the
+    /// device is closed or the buffer released.
+    link: DeviceLink,
     /// Whether importers are locked out. Written under the reservation lock.
     revoked: AtomicBool,
     /// The dma-buf, set right after export.
@@ -85,11 +83,11 @@ impl Buffer {
     ///
     /// # Safety
     ///
-    /// `node` is the `link` of a live `Buffer`.
-    unsafe fn from_link<'a>(node: core::ptr::NonNull<bindings::list_head>) -> &'a Buffer {
-        // SAFETY: Per the caller, `node` is the `link` field of a live
-        // `Buffer`.
-        unsafe { &*kernel::container_of!(node.as_ptr(), Buffer, link) }
+    /// `link` is the `link` of a live `Buffer`.
+    unsafe fn from_link(link: &DeviceLink) -> &Buffer {
+        // SAFETY: Per the caller, `link` is the `link` field of a live
+        // `Buffer`, which outlives the borrow of its field.
+        unsafe { &*kernel::container_of!(link, Buffer, link) }
     }
 
     /// Revokes access, or gives it back if `usable`; importers are told only
@@ -101,23 +99,6 @@ impl Buffer {
             self.revoked.store(!usable, Ordering::Relaxed);
             resv.move_notify();
         }
-    }
-
-    /// Unlinks the buffer from its device and returns the registration, to
-    /// be dropped once `memory_lock` is released (dropping it may let the
-    /// device be freed).
-    fn detach(&self, locked: &MemoryLocked<'_>) -> Option<KBox<Registration>> {
-        let reg = self
-            .registration
-            .swap(core::ptr::null_mut(), Ordering::Relaxed);
-        if reg.is_null() {
-            return None;
-        }
-        // SAFETY: A set registration means the buffer is on the list.
-        unsafe { locked.unlink(&self.link) };
-        // SAFETY: `reg` came from `KBox::into_raw` in `feature_dma_buf` and
-        // was taken out of the field above, so it is owned once.
-        Some(unsafe { KBox::from_raw(reg) })
     }
 }
 
@@ -167,11 +148,10 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     // another driver (a boot framebuffer) is refused as the mmap refuses it.
     dev.with_memory_lock(|locked| locked.claim_bar(region))?;
 
-    let registration = KBox::new(dev.try_get_registration().ok_or(ENODEV)?, GFP_KERNEL)?;
+    let registration = dev.try_get_registration().ok_or(ENODEV)?;
     let buffer = KBox::new(
         Buffer {
-            link: Opaque::uninit(),
-            registration: AtomicPtr::new(core::ptr::null_mut()),
+            link: DeviceLink::new(),
             revoked: AtomicBool::new(true),
             dmabuf: AtomicPtr::new(core::ptr::null_mut()),
             provider: dev.pdev().get(),
@@ -189,11 +169,9 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         buffer
             .revoked
             .store(!locked.bar_usable(), Ordering::Relaxed);
-        buffer
-            .registration
-            .store(KBox::into_raw(registration), Ordering::Relaxed);
-        // SAFETY: The new buffer is on no list; `release` unlinks it.
-        unsafe { locked.link(&buffer.link) };
+        // SAFETY: The new buffer is on no list; it stays in its box until
+        // `release`, which unlinks it.
+        unsafe { locked.link(&buffer.link, registration) };
     });
 
     // On failure our reference goes, and `release` cleans up.
@@ -202,10 +180,10 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
 
 /// Calls `f` with every buffer of `locked`'s device.
 fn for_each_buffer(locked: &MemoryLocked<'_>, mut f: impl FnMut(&Buffer)) {
-    locked.for_each(|node| {
-        // SAFETY: Every node on the list is the link of a live buffer: release
-        // unlinks under the lock we hold.
-        f(unsafe { Buffer::from_link(node) })
+    locked.for_each(|link| {
+        // SAFETY: Every entry on the list is the link of a live buffer:
+        // release unlinks under the lock we hold.
+        f(unsafe { Buffer::from_link(link) })
     });
 }
 
@@ -238,7 +216,8 @@ fn cleanup(locked: &MemoryLocked<'_>) {
         if let Some(_file) = buffer.dmabuf().try_get_file() {
             // The closing caller holds its own reference on the device, so
             // this one can go under the lock.
-            drop(buffer.detach(locked));
+            // SAFETY: The buffer came from this device's list.
+            drop(unsafe { locked.unlink(&buffer.link) });
         }
     });
 }
@@ -347,14 +326,16 @@ impl Exporter for Buffer {
     }
 
     fn release(dmabuf: &DmaBuf<Buffer>) {
-        let buffer = dmabuf.data();
-        let reg = buffer.registration.load(Ordering::Relaxed);
-        if !reg.is_null() {
-            // SAFETY: The registration is ours until `detach` takes it, and
-            // `cleanup` skips buffers whose file is being released, so it
-            // stays set and keeps the device allocated.
-            let dev = unsafe { (*reg).dev() };
-            let reg = dev.with_memory_lock(|locked| buffer.detach(locked));
+        let link = &dmabuf.data().link;
+        // SAFETY: Nothing else links or unlinks the buffer now: it was
+        // linked before its fd existed, and `cleanup` unlinks only buffers
+        // whose file it holds, which this one's no longer has; whatever
+        // `cleanup` did earlier happened before the last file reference
+        // went. The device is not used after the unlink below.
+        if let Some(dev) = unsafe { link.device() } {
+            // Dropped after the lock: it may let the device be freed.
+            // SAFETY: `link` is on the list of `dev`, where it was linked.
+            let reg = dev.with_memory_lock(|locked| unsafe { locked.unlink(link) });
             drop(reg);
         }
     }
