@@ -304,19 +304,20 @@ static inline int importer_unmap(int imp)
 	return ioctl(imp, VDI_IOC_UNMAP) ? -errno : 0;
 }
 
-static inline uint64_t importer_moves(int imp)
-{
-	struct vdi_info i = {};
-
-	ioctl(imp, VDI_IOC_INFO, &i);
-	return i.move_notify;
-}
-
 /* The importer's counters; returns 0 or -errno. */
 static inline int importer_info(int imp, struct vdi_info *i)
 {
 	memset(i, 0, sizeof(*i));
 	return ioctl(imp, VDI_IOC_INFO, i) ? -errno : 0;
+}
+
+/* The move_notify calls the importer saw, or -errno. */
+static inline int64_t importer_moves(int imp)
+{
+	struct vdi_info i;
+	int ret = importer_info(imp, &i);
+
+	return ret ? ret : (int64_t)i.move_notify;
 }
 
 /* Each later move_notify that drops a mapping fences for @delay_ms. */
