@@ -44,8 +44,8 @@ int main(void)
 	struct vfio_region_dma_range r[3] = {
 		{ 16 * PAGE, 2 * PAGE }, { 18 * PAGE, PAGE }, { 0, PAGE },
 	};
+	int buf, imp = -1, refs = core_refcnt(), ok;
 	struct vdev d;
-	int buf, imp = -1;
 
 	printf("TAP version 13\n1..7\n");
 	printf("# scenario %s: exporter %s, importer %s, expected path: %s\n",
@@ -76,22 +76,24 @@ int main(void)
 	}
 
 	if (imp >= 0) {
-		ioctl(d.fd, VFIO_DEVICE_RESET);
-		printf("# VFIO_DEVICE_RESET: move_notify seen %llu times (revoke, restore)\n",
-		       (unsigned long long)importer_moves(imp));
-		check(importer_moves(imp) == 2, "reset revokes, then restores");
-		vdev_set_memory(&d, 0);
-		printf("# memory decode off: move_notify %llu, map now:\n",
-		       (unsigned long long)importer_moves(imp));
+		ok = ioctl(d.fd, VFIO_DEVICE_RESET) == 0;
+		printf("# VFIO_DEVICE_RESET: move_notify seen %lld times (revoke, restore)\n",
+		       (long long)importer_moves(imp));
+		check(ok && importer_moves(imp) == 2, "reset revokes, then restores");
+		ok = vdev_set_memory(&d, 0) == 0;
+		printf("# memory decode off: move_notify %lld, map now:\n",
+		       (long long)importer_moves(imp));
 		show_segments(imp);
-		check(importer_map(imp, NULL, 0) == -ENODEV, "decode off revokes");
-		vdev_set_memory(&d, 1);
-		printf("# memory decode on: move_notify %llu, map again:\n",
-		       (unsigned long long)importer_moves(imp));
+		ok = ok && importer_map(imp, NULL, 0) == -ENODEV;
+		ok = ok && vdev_set_memory(&d, 1) == 0;
+		printf("# memory decode on: move_notify %lld, map again:\n",
+		       (long long)importer_moves(imp));
 		show_segments(imp);
+		ok = ok && importer_moves(imp) == 4 && importer_map(imp, NULL, 0) == 2;
+		check(ok && importer_unmap(imp) == 0, "decode off revokes, on restores");
 		vdev_close(&d);
-		printf("# device closed: move_notify %llu, map now:\n",
-		       (unsigned long long)importer_moves(imp));
+		printf("# device closed: move_notify %lld, map now:\n",
+		       (long long)importer_moves(imp));
 		show_segments(imp);
 		check(importer_map(imp, NULL, 0) == -ENODEV,
 		      "closing the device revokes for good");
@@ -102,6 +104,7 @@ int main(void)
 		vdev_close(&d);
 	}
 	close(buf);
-	check(1, "buffer released after the device");
+	/* the last reference went: vfio-pci-core's module reference too */
+	check(core_refcnt() == refs, "buffer released after the device");
 	return failed;
 }
