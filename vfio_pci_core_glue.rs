@@ -523,14 +523,14 @@ impl<T> DmaBuf<T> {
         // SAFETY: The ops table is a constant promoted to a static; `raw` is
         // a valid allocation.
         let ret = unsafe { vfio_pci_dmabuf_shim_export(ops::<T>(), size, flags, raw.cast()) };
-        match from_err_ptr(ret).map(NonNull::new) {
+        match from_err_ptr(ret).and_then(|p| NonNull::new(p).ok_or(EINVAL)) {
             // INVARIANT: A new dma-buf whose reference we own, with a `T`.
-            Ok(Some(p)) => Ok(DmaBufRef(p, PhantomData)),
-            _ => {
+            Ok(p) => Ok(DmaBufRef(p, PhantomData)),
+            Err(e) => {
                 // SAFETY: On failure dma_buf_export() did not keep `raw`,
                 // which came from `KBox::into_raw` above.
                 drop(unsafe { KBox::from_raw(raw) });
-                Err(from_err_ptr(ret).err().unwrap_or(EINVAL))
+                Err(e)
             }
         }
     }
@@ -705,10 +705,10 @@ impl<T> Attachment<T> {
 ///
 /// # Invariants
 ///
-/// `table` was allocated with `sg_alloc_table()` for `left + filled` entries
-/// and `next` is the first unfilled one (NULL once full).
+/// `table` has `left` unfilled entries at its end and `next` is the first
+/// of them (NULL once full).
 pub(crate) struct SgTableBuilder {
-    table: KBox<bindings::sg_table>,
+    table: SgTable,
     next: *mut bindings::scatterlist,
     left: u32,
 }
@@ -725,8 +725,9 @@ impl SgTableBuilder {
         // SAFETY: `table` is a valid empty table.
         to_result(unsafe { bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL) })?;
         let next = table.sgl;
+        // INVARIANT: Allocated with sg_alloc_table(); all `nents` unfilled.
         Ok(SgTableBuilder {
-            table,
+            table: SgTable(table),
             next,
             left: nents,
         })
@@ -761,28 +762,17 @@ impl SgTableBuilder {
         if self.left != 0 {
             return Err(EINVAL);
         }
-        let mut this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; move the box out.
-        let table = unsafe { ptr::read(&this.table) };
-        this.next = ptr::null_mut();
-        // INVARIANT: A full table allocated with `sg_alloc_table()`.
-        Ok(SgTable(table))
+        Ok(self.table)
     }
 }
 
-impl Drop for SgTableBuilder {
-    fn drop(&mut self) {
-        // SAFETY: The table was allocated with sg_alloc_table().
-        unsafe { bindings::sg_free_table(&mut *self.table) };
-    }
-}
-
-/// A full DMA-address table made by [`SgTableBuilder`], lent to an importer
+/// A DMA-address table made by [`SgTableBuilder`], lent to an importer
 /// between the `map` and `unmap` ops; freed on drop.
 ///
 /// # Invariants
 ///
-/// `0` was allocated with `sg_alloc_table()` and every entry is filled.
+/// `0` was allocated with `sg_alloc_table()`; every entry is filled once the
+/// builder hands it out.
 pub(crate) struct SgTable(KBox<bindings::sg_table>);
 
 impl SgTable {
