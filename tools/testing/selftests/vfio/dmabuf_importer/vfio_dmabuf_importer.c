@@ -8,13 +8,17 @@
  * calls and drops its mapping on each of them, as a real dynamic importer
  * must.  On request it fences like an importer with DMA in flight, holds a
  * range of physical addresses as another driver would, and samples another
- * PCI device's state in move_notify.  See vfio_dmabuf_importer.h.
+ * PCI device's state in move_notify.  Attached on behalf of QEMU's "edu"
+ * device, which it drives as a PCI driver, it moves data through the
+ * segments with the device's DMA engine.  See vfio_dmabuf_importer.h.
  */
 
 #include <linux/dma-buf.h>
 #include <linux/dma-fence.h>
 #include <linux/dma-mapping.h>
+#include <linux/delay.h>
 #include <linux/dma-resv.h>
+#include <linux/io.h>
 #include <linux/iommu.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -325,6 +329,134 @@ static int vdi_watch(struct vdi *v, char __user *uarg)
 	return v->watch ? 0 : -ENODEV;
 }
 
+/*
+ * QEMU's edu device (1234:11e8): one DMA engine that copies up to 4 KiB (less: see VDI_DMA_MAX)
+ * between a bus address and a buffer inside the device, which sits at
+ * device address EDU_BUF.  The CPU cannot reach that buffer: data goes
+ * through a coherent staging buffer in RAM, one more transfer each way.
+ */
+#define EDU_DMA_SRC	0x80
+#define EDU_DMA_DST	0x88
+#define EDU_DMA_CNT	0x90
+#define EDU_DMA_CMD	0x98
+#define EDU_CMD_RUN	0x1
+#define EDU_CMD_TO_PCI	0x2	/* device buffer -> bus address */
+#define EDU_BUF		0x40000
+
+struct vdi_edu {
+	void __iomem *mmio;
+	void *stage;			/* VDI_DMA_MAX bytes, coherent */
+	dma_addr_t stage_dma;
+};
+
+static struct pci_driver vdi_edu_driver;
+
+/* One transfer; edu runs it 100 ms (virtual clock) after the command. */
+static int vdi_edu_xfer(struct vdi_edu *e, u64 src, u64 dst, u64 len,
+			u32 cmd)
+{
+	unsigned long timeout = jiffies + 10 * HZ;
+
+	writeq(src, e->mmio + EDU_DMA_SRC);
+	writeq(dst, e->mmio + EDU_DMA_DST);
+	writeq(len, e->mmio + EDU_DMA_CNT);
+	writeq(cmd | EDU_CMD_RUN, e->mmio + EDU_DMA_CMD);
+	while (readq(e->mmio + EDU_DMA_CMD) & EDU_CMD_RUN) {
+		if (time_after(jiffies, timeout))
+			return -ETIMEDOUT;
+		usleep_range(5000, 10000);
+	}
+	return 0;
+}
+
+/*
+ * Moves @d->len bytes between the edu buffer (from offset 0) and the
+ * dma-buf bytes from @d->offset, through the segments of @sgt, or to the
+ * raw DMA address @d->offset when @sgt is NULL.
+ */
+static int vdi_edu_pieces(struct vdi_edu *e, struct sg_table *sgt,
+			  const struct vdi_dma *d)
+{
+	u32 cmd = (d->flags & VDI_DMA_WRITE) ? EDU_CMD_TO_PCI : 0;
+	u64 off = d->offset, done = 0, seg_start = 0;
+	struct scatterlist *sg;
+	unsigned int i;
+	int ret;
+
+	if (!sgt)
+		return vdi_edu_xfer(e, cmd ? EDU_BUF : off, cmd ? off : EDU_BUF,
+				    d->len, cmd);
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		u64 seg_len = sg_dma_len(sg), n, addr;
+
+		if (off >= seg_start + seg_len) {
+			seg_start += seg_len;
+			continue;
+		}
+		addr = sg_dma_address(sg) + (off - seg_start);
+		n = min(d->len - done, seg_start + seg_len - off);
+		ret = vdi_edu_xfer(e, cmd ? EDU_BUF + done : addr,
+				   cmd ? addr : EDU_BUF + done, n, cmd);
+		if (ret)
+			return ret;
+		done += n;
+		off += n;
+		seg_start += seg_len;
+		if (done == d->len)
+			return 0;
+	}
+	return -EINVAL;		/* past the end of the buffer */
+}
+
+static int vdi_dma(struct vdi *v, struct vdi_dma __user *uarg)
+{
+	void __user *user;
+	struct vdi_edu *e;
+	struct vdi_dma d;
+	int ret;
+
+	if (copy_from_user(&d, uarg, sizeof(d)))
+		return -EFAULT;
+	if ((d.flags & ~(VDI_DMA_WRITE | VDI_DMA_RAW)) || d.pad ||
+	    !d.len || d.len > VDI_DMA_MAX)
+		return -EINVAL;
+	if (!v->attach || !v->pdev)
+		return -ENOTCONN;
+	user = u64_to_user_ptr(d.user);
+
+	device_lock(&v->pdev->dev);
+	if (v->pdev->dev.driver != &vdi_edu_driver.driver) {
+		ret = -EOPNOTSUPP;	/* not a device this module drives */
+		goto unlock_dev;
+	}
+	e = pci_get_drvdata(v->pdev);
+	if (d.flags & VDI_DMA_WRITE) {
+		if (copy_from_user(e->stage, user, d.len)) {
+			ret = -EFAULT;
+			goto unlock_dev;
+		}
+		ret = vdi_edu_xfer(e, e->stage_dma, EDU_BUF, d.len, 0);
+		if (ret)
+			goto unlock_dev;
+	}
+	if (d.flags & VDI_DMA_RAW) {
+		ret = vdi_edu_pieces(e, NULL, &d);
+	} else {
+		/* The mapping stays while the DMA runs: move_notify waits. */
+		dma_resv_lock(v->dmabuf->resv, NULL);
+		ret = v->sgt ? vdi_edu_pieces(e, v->sgt, &d) : -ENXIO;
+		dma_resv_unlock(v->dmabuf->resv);
+	}
+	if (ret || (d.flags & VDI_DMA_WRITE))
+		goto unlock_dev;
+	ret = vdi_edu_xfer(e, EDU_BUF, e->stage_dma, d.len, EDU_CMD_TO_PCI);
+	if (!ret && copy_to_user(user, e->stage, d.len))
+		ret = -EFAULT;
+unlock_dev:
+	device_unlock(&v->pdev->dev);
+	return ret;
+}
+
 static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vdi *v = file->private_data;
@@ -384,6 +516,9 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case VDI_IOC_WATCH:
 		ret = vdi_watch(v, uarg);
 		break;
+	case VDI_IOC_DMA:
+		ret = vdi_dma(v, uarg);
+		break;
 	default:
 		ret = -ENOTTY;
 	}
@@ -432,7 +567,71 @@ static struct miscdevice vdi_misc = {
 	.fops = &vdi_fops,
 };
 
-module_misc_device(vdi_misc);
+static int vdi_edu_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct vdi_edu *e;
+	int ret;
+
+	e = devm_kzalloc(&pdev->dev, sizeof(*e), GFP_KERNEL);
+	if (!e)
+		return -ENOMEM;
+	ret = pcim_enable_device(pdev);
+	if (ret)
+		return ret;
+	e->mmio = pcim_iomap_region(pdev, 0, "vfio_dmabuf_importer");
+	if (IS_ERR(e->mmio))
+		return PTR_ERR(e->mmio);
+	/* QEMU is started with the device's dma_mask at 64 bits */
+	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret)
+		return ret;
+	e->stage = dmam_alloc_coherent(&pdev->dev, VDI_DMA_MAX, &e->stage_dma,
+				       GFP_KERNEL);
+	if (!e->stage)
+		return -ENOMEM;
+	pci_set_master(pdev);
+	pci_set_drvdata(pdev, e);
+	pci_info(pdev, "edu DMA engine of the test importer\n");
+	return 0;
+}
+
+static void vdi_edu_remove(struct pci_dev *pdev)
+{
+	pci_clear_master(pdev);
+}
+
+static const struct pci_device_id vdi_edu_ids[] = {
+	{ PCI_DEVICE(0x1234, 0x11e8) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, vdi_edu_ids);
+
+static struct pci_driver vdi_edu_driver = {
+	.name = "vfio_dmabuf_importer_edu",
+	.id_table = vdi_edu_ids,
+	.probe = vdi_edu_probe,
+	.remove = vdi_edu_remove,
+};
+
+static int __init vdi_init(void)
+{
+	int ret = misc_register(&vdi_misc);
+
+	if (ret)
+		return ret;
+	ret = pci_register_driver(&vdi_edu_driver);
+	if (ret)
+		misc_deregister(&vdi_misc);
+	return ret;
+}
+module_init(vdi_init);
+
+static void __exit vdi_exit(void)
+{
+	pci_unregister_driver(&vdi_edu_driver);
+	misc_deregister(&vdi_misc);
+}
+module_exit(vdi_exit);
 
 MODULE_DESCRIPTION("Test importer for the vfio-pci dma-buf exporter");
 MODULE_LICENSE("GPL");

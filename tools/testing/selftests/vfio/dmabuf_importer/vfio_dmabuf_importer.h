@@ -77,6 +77,30 @@ struct vdi_limits {
 	__u64 boundary_mask;	/* dma_set_seg_boundary() */
 };
 
+/*
+ * VDI_IOC_DMA: the importing device really moves data.  Only for an
+ * importer attached on behalf of QEMU's "edu" device, which this module
+ * drives (its DMA engine copies through a 4 KiB buffer inside the device;
+ * QEMU 7.2 stops the whole machine on a transfer that ends at the end of
+ * that buffer, so at most VDI_DMA_MAX bytes per call).  @len bytes at @offset of the dma-buf are
+ * written from, or read into, @user, through the DMA addresses of the
+ * importer's current mapping: without a mapping the importer refuses
+ * (ENXIO), as a dynamic importer whose mapping move_notify dropped must.
+ * With VDI_DMA_RAW, @offset is a DMA address used as is, whatever the
+ * mapping: what a buggy importer holding a stale address does.
+ */
+#define VDI_DMA_WRITE	0x1	/* @user -> buffer; else buffer -> @user */
+#define VDI_DMA_RAW	0x2	/* @offset is a DMA address */
+#define VDI_DMA_MAX	2048
+
+struct vdi_dma {
+	__u64 offset;		/* in the dma-buf, or a DMA address (RAW) */
+	__u64 len;		/* 1..VDI_DMA_MAX */
+	__u64 user;		/* user pointer to @len bytes */
+	__u32 flags;		/* VDI_DMA_* */
+	__u32 pad;
+};
+
 #define VDI_IOC_ATTACH		_IOW('V', 0xd0, struct vdi_attach)
 #define VDI_IOC_MAP		_IOWR('V', 0xd1, struct vdi_map)
 #define VDI_IOC_UNMAP		_IO('V', 0xd2)
@@ -87,5 +111,6 @@ struct vdi_limits {
 #define VDI_IOC_CLAIM		_IOW('V', 0xd7, struct vdi_claim)
 /* PCI device ("dddd:bb:dd.f") whose state each move_notify samples. */
 #define VDI_IOC_WATCH		_IOW('V', 0xd8, char[32])
+#define VDI_IOC_DMA		_IOW('V', 0xd9, struct vdi_dma)
 
 #endif
