@@ -22,7 +22,7 @@
 set -euo pipefail
 . "$(dirname "$0")/scripts/lib.sh"
 
-ALL_SCENARIOS="switch-noiommu switch-iommu rootport-iommu rootport-refused"
+ALL_SCENARIOS="switch-noiommu switch-iommu rootport-iommu rootport-noiommu rootport-refused"
 
 cmd_test() {
 	local art logs start=$SECONDS host p f s

@@ -1061,33 +1061,6 @@ TEST_F(dmabuf, revoke_waits_for_every_fence)
 }
 
 /*
- * Writes @tag to the kernel log through @fd (/dev/kmsg, positioned at its
- * end) and returns the sequence number of that record, or -1.  Records the
- * ring buffer overwrote in between (EPIPE) are skipped.
- */
-static long long kmsg_mark(int fd, const char *tag)
-{
-	char rec[8192], line[128];
-	long long seq;
-	ssize_t n;
-
-	/* a record is complete, and readable, at its newline */
-	snprintf(line, sizeof(line), "%s\n", tag);
-	if (write(fd, line, strlen(line)) < 0)
-		return -1;
-	for (;;) {
-		n = read(fd, rec, sizeof(rec) - 1);
-		if (n < 0 && errno == EPIPE)
-			continue;
-		if (n <= 0)
-			return -1;
-		rec[n] = 0;
-		if (strstr(rec, tag) && sscanf(rec, "%*u,%lld,", &seq) == 1)
-			return seq;
-	}
-}
-
-/*
  * A loop of refused imports does not flood the log, and the reason is
  * given.  The records between two marks are counted by their sequence
  * numbers: a flood can overwrite the ring buffer.

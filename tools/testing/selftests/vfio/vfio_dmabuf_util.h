@@ -11,6 +11,10 @@
  *   VFIO_DMABUF_IMPORTER  BDF of the importing device (no driver)
  *   VFIO_DMABUF_MF0, _MF1 the two functions of one device (one device set),
  *                         both bound to vfio-pci
+ *   VFIO_DMABUF_MEMDEV    BDF of a device bound to vfio-pci whose BAR 2 is
+ *                         memory (ivshmem-plain backed by a host file)
+ *   VFIO_DMABUF_DMADEV    BDF of a device whose DMA engine the test importer
+ *                         drives (edu): VDI_IOC_DMA
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
  */
 #ifndef VFIO_DMABUF_UTIL_H
@@ -363,6 +367,70 @@ static inline int vdev_hot_reset(int devfd, const int *groups, int n)
 	ret = ioctl(devfd, VFIO_DEVICE_PCI_HOT_RESET, reset) ? -errno : 0;
 	free(reset);
 	return ret;
+}
+
+/*
+ * Writes @tag to the kernel log through @fd (/dev/kmsg, positioned at its
+ * end) and returns the sequence number of that record, or -1.  Records the
+ * ring buffer overwrote in between (EPIPE) are skipped.
+ */
+static inline long long kmsg_mark(int fd, const char *tag)
+{
+	char rec[8192], line[128];
+	long long seq;
+	ssize_t n;
+
+	/* a record is complete, and readable, at its newline */
+	snprintf(line, sizeof(line), "%s\n", tag);
+	if (write(fd, line, strlen(line)) < 0)
+		return -1;
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			return -1;
+		rec[n] = 0;
+		if (strstr(rec, tag) && sscanf(rec, "%*u,%lld,", &seq) == 1)
+			return seq;
+	}
+}
+
+/*
+ * Reads the records of @fd (/dev/kmsg, O_NONBLOCK) until one contains
+ * @needle (returns 1) or none is left (returns 0).
+ */
+static inline int kmsg_find(int fd, const char *needle)
+{
+	char rec[8192];
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;
+		if (n <= 0)
+			return 0;
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			return 1;
+	}
+}
+
+/*
+ * Moves @len bytes (at most VDI_DMA_MAX) between @buf and the dma-buf at
+ * @offset (a DMA address with VDI_DMA_RAW) by the importing device's DMA
+ * engine; returns 0 or -errno.
+ */
+static inline int importer_dma(int imp, uint64_t offset, void *buf,
+			       uint64_t len, uint32_t flags)
+{
+	struct vdi_dma d = {
+		.offset = offset, .len = len,
+		.user = (uintptr_t)buf, .flags = flags,
+	};
+
+	return ioctl(imp, VDI_IOC_DMA, &d) ? -errno : 0;
 }
 
 static inline int importer_limits(int imp, uint32_t max_seg, uint64_t boundary)

@@ -38,7 +38,20 @@ exporter=${1:-} importer=${2:-} exporter2=${3:-}
 [ -n "$exporter2" ] || say "ERROR expected three pci-testdev, found:$devs"
 [ -n "$mf0" ] && [ -n "$mf1" ] ||
 	say "ERROR expected a two-function pci-testdev, found '$mf0' '$mf1'"
-for e in $exporter $exporter2 $mf0 $mf1; do
+# ivshmem-plain (1af4:1110): BAR 2 is memory, exported; edu (1234:11e8):
+# the test importer's module drives its DMA engine (bound at insmod).
+memdev="" dmadev=""
+for d in /sys/bus/pci/devices/*; do
+	case "$(cat "$d/vendor"):$(cat "$d/device")" in
+	0x1af4:0x1110) memdev=${d##*/} ;;
+	0x1234:0x11e8) dmadev=${d##*/} ;;
+	esac
+done
+[ -n "$memdev" ] && [ -n "$dmadev" ] ||
+	say "ERROR expected an ivshmem-plain and an edu, found '$memdev' '$dmadev'"
+[ -z "$dmadev" ] || [ -e "/sys/bus/pci/drivers/vfio_dmabuf_importer_edu/$dmadev" ] ||
+	say "ERROR the test importer did not bind edu $dmadev"
+for e in $exporter $exporter2 $mf0 $mf1 $memdev; do
 	echo vfio-pci > "/sys/bus/pci/devices/$e/driver_override"
 	echo "$e" > /sys/bus/pci/drivers_probe
 	[ -e "/sys/bus/pci/drivers/vfio-pci/$e" ] ||
@@ -47,8 +60,9 @@ done
 
 export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
 	VFIO_DMABUF_EXPORTER2=$exporter2 VFIO_DMABUF_IMPORTER=$importer \
-	VFIO_DMABUF_MF0=$mf0 VFIO_DMABUF_MF1=$mf1 VFIO_DMABUF_PATH=$path
-say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer mf=$mf0,$mf1 path=$path"
+	VFIO_DMABUF_MF0=$mf0 VFIO_DMABUF_MF1=$mf1 VFIO_DMABUF_PATH=$path \
+	VFIO_DMABUF_MEMDEV=$memdev VFIO_DMABUF_DMADEV=$dmadev
+say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev path=$path"
 
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak

@@ -6,7 +6,10 @@ report.py LOG...  (each log named SCENARIO.log)
 
 For every guest: each test program's TAP must have a plan and as many
 results as planned; the guest must reach its end marker; the console must
-hold no kernel splat (oops, WARNING, BUG, KASAN, lockdep, kmemleak report).
+hold no kernel splat (oops, WARNING, BUG, KASAN, lockdep, kmemleak report);
+the bytes vfio_dmabuf_data left in the memory-backed BAR ("### FILECHECK
+OFFSET LEN SEED X0" lines) must be in its backing file, SCENARIO.ivshmem,
+read here after the guest stopped.
 Prints one TAP-like line per test case and per check, the splats, and
 returns the counts on the last line as "P F S".
 """
@@ -21,6 +24,34 @@ RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
 passed = failed = skipped = 0
+M64 = (1 << 64) - 1
+
+
+def pat(seed, x):
+    """Byte x of pattern seed: the same function as vfio_dmabuf_data.c."""
+    h = (((x + 1) * 0x9E3779B97F4A7C15) & M64) ^ (seed << 32)
+    h ^= h >> 29
+    h = (h * 0xBF58476D1CE4E5B9) & M64
+    h ^= h >> 32
+    return h >> 56
+
+
+def check_file(path, checks):
+    """Checks each (offset, len, seed, x0) run; returns the first mismatch."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        return str(e)
+    with f:
+        for off, n, seed, x0 in sorted(checks):
+            f.seek(off)
+            data = f.read(n)
+            for i in range(n):
+                want = pat(seed, x0 + i)
+                got = data[i] if i < len(data) else None
+                if got != want:
+                    return f"offset {off + i:#x}: {got}, want {want}"
+    return ""
 
 
 def emit(ok, name, why=""):
@@ -44,12 +75,16 @@ def judge(path):
         emit(False, f"{scenario}: console log", str(e))
         return
     prog, plan, results, done, splat_at = None, None, 0, False, []
+    data_ran, checks = False, set()
     for i, raw in enumerate(lines):
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", raw)
         if SPLAT.search(line):
             splat_at.append(i)
-        if line.startswith("### BEGIN "):
+        if line.startswith("### FILECHECK "):
+            checks.add(tuple(int(v, 0) for v in line.split()[2:6]))
+        elif line.startswith("### BEGIN "):
             prog, plan, results = line.split()[2], None, 0
+            data_ran |= prog.startswith("vfio_dmabuf_data")
         elif line.startswith("### END ") and prog:
             if plan is None:
                 emit(False, f"{scenario}: {prog}", "no TAP plan")
@@ -82,6 +117,11 @@ def judge(path):
     emit(done, f"{scenario}: guest reached its end marker",
          "" if done else "timeout or crash; last lines:\n# " +
          "\n# ".join(lines[-15:]))
+    if data_ran:
+        bad = check_file(path.removesuffix(".log") + ".ivshmem", checks) \
+            if checks else "no FILECHECK line in the console"
+        emit(not bad, f"{scenario}: the host finds the guest's DMA in the "
+             f"ivshmem backing file ({len(checks)} runs)", bad)
     emit(not splat_at, f"{scenario}: no kernel splat",
          f"{len(splat_at)} report lines" if splat_at else "")
     for i in splat_at[:3]:

@@ -13,7 +13,12 @@
 # guest exports from the first and the third and imports into the second;
 # and one two-function pci-testdev, both functions bound to vfio-pci, one
 # device set for hot reset: behind the switch its function 0 has an 8 GiB
-# BAR 2, which the firmware places above 4 GiB):
+# BAR 2, which the firmware places above 4 GiB; and two devices that move
+# real data: an ivshmem-plain whose 8 GiB BAR 2 is a sparse host file
+# (LOG with .ivshmem for .log; the guest exports from it and report.py
+# reads the file after the guest stopped), and an edu whose DMA engine the
+# test importer drives, with a 64-bit DMA mask, next to the importer (on
+# its own root port in switch-iommu, see there)):
 #   switch-noiommu    all behind one PCIe switch, no IOMMU (noiommu VFIO):
 #                     bus-address P2P
 #   switch-iommu      the same switch with intel-iommu and an AMD CPU: QEMU's
@@ -22,6 +27,9 @@
 #   rootport-iommu    each device on its own root port, intel-iommu, AMD CPU:
 #                     through the host bridge, which the CPU allows, with
 #                     IOVAs from dma_map_resource()
+#   rootport-noiommu  each device on its own root port, AMD CPU, no IOMMU:
+#                     through the host bridge, dma_map_resource() without
+#                     translation (the DMA address is the CPU address)
 #   rootport-refused  each device on its own root port, Intel CPU: refused
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -46,7 +54,14 @@ switch=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pci-testdev,membar=64M,bus=dn2
 	-device pci-testdev,membar=64M,bus=dn3
 	-device pci-testdev,membar=8G,bus=dn4,addr=0.0,multifunction=on
-	-device pci-testdev,membar=64M,bus=dn4,addr=0.1)
+	-device pci-testdev,membar=64M,bus=dn4,addr=0.1
+	-device xio3130-downstream,id=dn5,bus=up1,chassis=6,slot=4
+	-device ivshmem-plain,memdev=shm,bus=dn5)
+edu=edu,dma_mask=0xffffffffffffffff
+edu_in_switch=(-device xio3130-downstream,id=dn6,bus=up1,chassis=7,slot=5
+	-device $edu,bus=dn6)
+edu_on_rootport=(-device pcie-root-port,id=rp7,bus=pcie.0,chassis=7,slot=7
+	-device $edu,bus=rp7)
 rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pcie-root-port,id=rp2,bus=pcie.0,chassis=2,slot=2
 	-device pcie-root-port,id=rp3,bus=pcie.0,chassis=3,slot=3
@@ -55,7 +70,10 @@ rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pci-testdev,membar=64M,bus=rp2
 	-device pci-testdev,membar=64M,bus=rp3
 	-device pci-testdev,membar=64M,bus=rp4,addr=0.0,multifunction=on
-	-device pci-testdev,membar=64M,bus=rp4,addr=0.1)
+	-device pci-testdev,membar=64M,bus=rp4,addr=0.1
+	-device pcie-root-port,id=rp5,bus=pcie.0,chassis=5,slot=5
+	-device ivshmem-plain,memdev=shm,bus=rp5
+	"${edu_on_rootport[@]}")
 noiommu=vfio.enable_unsafe_noiommu_mode=1
 # QEMU 7.2's multi-threaded TCG can lose the wake-up of a vCPU halted in
 # idle: its timer interrupt never arrives, RCU grace periods stop, the
@@ -75,15 +93,25 @@ tcg=tcg
 
 case "$scenario" in
 switch-noiommu)
-	machine=q35 cpu=EPYC path=bus devs=("${switch[@]}") extra=$noiommu ;;
+	machine=q35 cpu=EPYC path=bus extra=$noiommu
+	devs=("${switch[@]}" "${edu_in_switch[@]}") ;;
 switch-iommu)
-	machine=q35,kernel-irqchip=split cpu=EPYC path=bus extra=intel_iommu=on
+	# The devices behind the switch (no ACS) share one IOMMU group, which
+	# VFIO cannot own while the edu has a kernel driver (a real limit,
+	# not QEMU's): the edu sits on its own root port and moves data
+	# through the host bridge, in an identity domain (iommu=pt, as many
+	# hosts run), the host-bridge path's untranslated case.
+	machine=q35,kernel-irqchip=split cpu=EPYC path=bus
+	extra="intel_iommu=on iommu.passthrough=1"
 	tcg=tcg,thread=single
-	devs=(-device intel-iommu,intremap=on,caching-mode=on "${switch[@]}") ;;
+	devs=(-device intel-iommu,intremap=on,caching-mode=on "${switch[@]}"
+	      "${edu_on_rootport[@]}") ;;
 rootport-iommu)
 	machine=q35,kernel-irqchip=split cpu=EPYC path=host extra=intel_iommu=on
 	tcg=tcg,thread=single
 	devs=(-device intel-iommu,intremap=on,caching-mode=on "${rootports[@]}") ;;
+rootport-noiommu)
+	machine=q35 cpu=EPYC path=host devs=("${rootports[@]}") extra=$noiommu ;;
 rootport-refused)
 	machine=q35 cpu=Nehalem path=none devs=("${rootports[@]}") extra=$noiommu ;;
 *)
@@ -91,6 +119,9 @@ rootport-refused)
 esac
 
 mkdir -p "$(dirname "$logf")"
+shm=${logf%.log}.ivshmem
+rm -f "$shm" && truncate -s 8G "$shm"
+devs+=(-object "memory-backend-file,id=shm,mem-path=$shm,size=8G,share=on")
 if [ $vng = 1 ]; then
 	command -v vng >/dev/null || die "virtme-ng is not installed: pip install virtme-ng"
 	# vng's own machine is q35; our -cpu comes last and wins.
