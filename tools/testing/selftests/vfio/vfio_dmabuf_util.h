@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers shared by the vfio-pci dma-buf selftests and tools: open a device
- * through its VFIO group (IOMMU or no-IOMMU), create dma-bufs, drive the
- * test importer.
+ * through its VFIO group (IOMMU or no-IOMMU) or its VFIO device cdev bound
+ * to iommufd, create dma-bufs, drive the test importer.
  *
  * The harness describes the guest's scenario in the environment:
  *   VFIO_DMABUF_SCENARIO  name of the scenario
@@ -16,10 +16,15 @@
  *   VFIO_DMABUF_DMADEV    BDF of a device whose DMA engine the test importer
  *                         drives (edu): VDI_IOC_DMA
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
+ *   VFIO_DMABUF_OPEN      how vdev_open() opens devices: "group" (the
+ *                         default: group + container) or "cdev"
+ *                         (/dev/vfio/devices/vfioN bound to an iommufd and
+ *                         attached to an IOAS, as QEMU does today)
  */
 #ifndef VFIO_DMABUF_UTIL_H
 #define VFIO_DMABUF_UTIL_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -30,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <linux/iommufd.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
@@ -55,6 +61,7 @@ static struct vgroup vgroups[8];
 
 struct vdev {
 	int container, group, fd;	/* container and group: shared */
+	int iommufd;			/* cdev: the process's iommufd */
 	struct vgroup *vg;
 	char bdf[32];
 	uint64_t cfg_offset;		/* config space region offset */
@@ -65,6 +72,48 @@ static inline const char *env_or(const char *name, const char *dflt)
 	const char *v = getenv(name);
 
 	return v && *v ? v : dflt;
+}
+
+/* Devices are opened through their cdev (VFIO_DMABUF_OPEN=cdev). */
+static inline int vdev_cdev_mode(void)
+{
+	return !strcmp(env_or("VFIO_DMABUF_OPEN", "group"), "cdev");
+}
+
+/* One iommufd and one IOAS for the process, counted like the groups. */
+static struct {
+	int fd, users;
+	uint32_t ioas;
+} viommufd = { .fd = -1 };
+
+static inline void iommufd_put(void)
+{
+	if (--viommufd.users > 0)
+		return;
+	close(viommufd.fd);
+	viommufd.fd = -1;
+	viommufd.users = 0;
+}
+
+/* Opens (or shares) the iommufd and its IOAS; returns the fd or -errno. */
+static inline int iommufd_get(void)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	int e;
+
+	if (viommufd.users++)
+		return viommufd.fd;
+	viommufd.fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (viommufd.fd < 0 || ioctl(viommufd.fd, IOMMU_IOAS_ALLOC, &alloc)) {
+		e = errno;
+		if (viommufd.fd >= 0)
+			close(viommufd.fd);
+		viommufd.fd = -1;
+		viommufd.users = 0;
+		return -e;
+	}
+	viommufd.ioas = alloc.out_ioas_id;
+	return viommufd.fd;
 }
 
 static inline void vgroup_put(struct vgroup *g)
@@ -136,15 +185,55 @@ static inline void vdev_close(struct vdev *d)
 		close(d->fd);
 	if (d->vg)
 		vgroup_put(d->vg);
+	if (d->iommufd >= 0)
+		iommufd_put();
 	d->fd = -1;
 	d->group = -1;
 	d->container = -1;
+	d->iommufd = -1;
 	d->vg = NULL;
 }
 
 /*
- * Opens @bdf through its VFIO group; returns 0 or -errno.  On failure
- * nothing stays open and vdev_close() is a no-op.
+ * The device cdev of @bdf, opened, bound to the process's iommufd and
+ * attached to its IOAS; 0 or -errno.  6.12 gives a no-IOMMU device no
+ * cdev (vfio_device_add() in drivers/vfio/vfio.h): ENOENT.
+ */
+static inline int vdev_open_cdev(struct vdev *d, const char *bdf)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
+	char path[PATH_MAX], node[PATH_MAX] = "";
+	struct dirent *e;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev", bdf);
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir)))
+		if (!strncmp(e->d_name, "vfio", 4))
+			snprintf(node, sizeof(node), "/dev/vfio/devices/%s", e->d_name);
+	closedir(dir);
+	if (!node[0])
+		return -ENODEV;
+	d->fd = open(node, O_RDWR | O_CLOEXEC);
+	if (d->fd < 0)
+		return -errno;
+	d->iommufd = iommufd_get();
+	if (d->iommufd < 0)
+		return d->iommufd;
+	bind.iommufd = d->iommufd;
+	if (ioctl(d->fd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
+		return -errno;
+	attach.pt_id = viommufd.ioas;
+	return ioctl(d->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) ? -errno : 0;
+}
+
+/*
+ * Opens @bdf through its VFIO group, or its cdev (vdev_cdev_mode());
+ * returns 0 or -errno.  On failure nothing stays open and vdev_close() is
+ * a no-op.
  */
 static inline int vdev_open(struct vdev *d, const char *bdf)
 {
@@ -154,14 +243,23 @@ static inline int vdev_open(struct vdev *d, const char *bdf)
 	memset(d, 0, sizeof(*d));
 	d->container = -1;
 	d->group = -1;
+	d->iommufd = -1;
 	d->fd = -1;
 	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
-	d->vg = vgroup_get(bdf);
-	if (!d->vg)
-		return -errno;
-	d->group = d->vg->group;
-	d->container = d->vg->container;
-	d->fd = ioctl(d->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (vdev_cdev_mode()) {
+		e = vdev_open_cdev(d, bdf);
+		if (e) {
+			vdev_close(d);
+			return e;
+		}
+	} else {
+		d->vg = vgroup_get(bdf);
+		if (!d->vg)
+			return -errno;
+		d->group = d->vg->group;
+		d->container = d->vg->container;
+		d->fd = ioctl(d->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	}
 	reg.index = VFIO_PCI_CONFIG_REGION_INDEX;
 	if (d->fd < 0 || ioctl(d->fd, VFIO_DEVICE_GET_REGION_INFO, &reg)) {
 		e = errno;
@@ -352,9 +450,16 @@ static inline int region_claim(uint64_t phys, uint64_t len)
 	return importer_open(VDI_IOC_CLAIM, &c);
 }
 
-/* VFIO_DEVICE_PCI_HOT_RESET through @devfd with @n group fds; 0 or -errno. */
+/*
+ * VFIO_DEVICE_PCI_HOT_RESET with the group fds @groups; a device opened
+ * through its cdev passes none (the devices of the set must then be bound
+ * to its iommufd or be in a group that is).  Returns 0 or -errno.
+ */
 static inline int vdev_hot_reset(int devfd, const int *groups, int n)
 {
+	if (vdev_cdev_mode())
+		n = 0;
+
 	size_t size = sizeof(struct vfio_pci_hot_reset) + n * sizeof(int);
 	struct vfio_pci_hot_reset *reset = calloc(1, size);
 	int ret;

@@ -94,6 +94,10 @@ def judge(path):
                 # kselftest exits 4 when everything was skipped
                 emit(False, f"{scenario}: {prog} exit status", line.split()[-1])
             prog = None
+        elif line.startswith("### SKIP "):
+            # a program run the guest skipped whole: "### SKIP PROG REASON"
+            _, _, what, why = line.split(" ", 3)
+            emit("skip", f"{scenario}: {what}", why)
         elif line == "### DONE":
             done = True
         elif line.startswith("### ERROR"):
@@ -107,6 +111,8 @@ def judge(path):
             if m:
                 results += 1
                 name = f"{scenario}: {m.group(3)}"
+                if "@" in prog:
+                    name += " @" + prog.split("@", 1)[1]
                 skip = re.search(r"#\s*SKIP\s*(.*)", m.group(4) or "")
                 if skip and m.group(1) == "ok":
                     emit("skip", name, skip.group(1))
