@@ -67,18 +67,32 @@ say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$import
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak
 
+# run NAME [VAR=VALUE...]: runs program NAME (PROGRAM or PROGRAM@cdev) in
+# that environment, framed, and says how long it took.
+run() {
+	name=$1
+	shift
+	say "BEGIN $name"
+	t0=$(cut -d. -f1 /proc/uptime)
+	(cd "$art/tests" && env "$@" "./${name%@*}")
+	say "END $name rc=$?"
+	say "TIME $name $(($(cut -d. -f1 /proc/uptime) - t0)) s"
+}
+
 # Every program that opens the exporting device runs twice: through the
 # VFIO group and container, then through the device cdev bound to iommufd
 # (VFIO_DMABUF_OPEN=cdev; its results are named PROGRAM@cdev).  6.12 gives
 # a no-IOMMU device no cdev: there the second run is one reported skip.
+# The fuzzer and the race stress exercise the same ioctls either way: their
+# cdev runs are shorter (a fifth of the calls, other seeds; half the time).
 cdev_skip=""
 [ -e "/sys/bus/pci/devices/$exporter/iommu" ] ||
 	cdev_skip="6.12 gives a no-IOMMU device no cdev (vfio_device_add in drivers/vfio/vfio.h)"
+calls=${VFIO_DMABUF_FUZZ_CALLS:-100000} seed=${VFIO_DMABUF_FUZZ_SEED:-1}
+secs=${VFIO_DMABUF_STRESS_SECONDS:-10}
 tests=${TESTS:-$(ls "$art/tests")}
 for t in $tests; do
-	say "BEGIN $t"
-	(cd "$art/tests" && "./$t")
-	say "END $t rc=$?"
+	run "$t"
 	case $t in
 	vfio_dmabuf_demo|vfio_dmabuf_bench) continue ;;
 	esac
@@ -86,9 +100,10 @@ for t in $tests; do
 		say "SKIP $t@cdev $cdev_skip"
 		continue
 	fi
-	say "BEGIN $t@cdev"
-	(cd "$art/tests" && VFIO_DMABUF_OPEN=cdev "./$t")
-	say "END $t@cdev rc=$?"
+	run "$t@cdev" VFIO_DMABUF_OPEN=cdev \
+		VFIO_DMABUF_FUZZ_CALLS=$(((calls + 4) / 5)) \
+		VFIO_DMABUF_FUZZ_SEED=$((seed + 1000)) \
+		VFIO_DMABUF_STRESS_SECONDS=$(((secs + 1) / 2))
 done
 
 # Leaks: objects must be older than kmemleak's minimum age to be reported.
