@@ -39,7 +39,8 @@ cmd_test() {
 	done
 	{
 		printf '%s\n' "$host"
-		python3 "$SELFTEST_DIR/scripts/report.py" "$logs"/*.log
+		python3 "$SELFTEST_DIR/scripts/report.py" \
+			--expected "$SELFTEST_DIR/scripts/expected.txt" "$logs"/*.log
 	} > "$logs/report.txt"
 	read -r p f s < <(tail -n 1 "$logs/report.txt")
 	sed '$d' "$logs/report.txt"

@@ -56,6 +56,20 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
+/*
+ * The benchmark's own sanity: every figure it prints was measured and
+ * every SG entry count is the one the exporter must give.  A failed check
+ * is printed and fails the run ("not ok 1 benchmark").
+ */
+static int failed_checks;
+
+#define CHECK(cond, fmt, ...) do {					\
+	if (!(cond)) {							\
+		failed_checks++;					\
+		printf("# bench: check failed: " fmt "\n", ##__VA_ARGS__);	\
+	}								\
+} while (0)
+
 /* Phases of one variant for one N, in seconds. */
 enum { CREATE, MAP, UNMAP, CLOSE, NPHASE };
 static const char *const phase_name[NPHASE] = {
@@ -104,7 +118,7 @@ static void import_and_close(int buf, const char *imp_bdf, int n,
 	if (nents_last < 0)
 		die("map", nents_last);
 	t0 = now();
-	importer_unmap(imp);
+	CHECK(!importer_unmap(imp), "unmap of a mapped importer");
 	close(imp);
 	t[UNMAP] = now() - t0;
 	t0 = now();
@@ -291,11 +305,13 @@ static void revocation(struct vdev *d, const char *imp_bdf)
 			int k = ks[ki], a = as[ai];
 			int *buf = calloc(k + 1, sizeof(int));
 			int *imp = calloc(k * a + 1, sizeof(int));
-			double tr[5], tt[5], t0;
+			double tr[5], tt[5], t0, per_event;
 			uint64_t moves0;
 
 			for (int i = 0; i < k; i++) {
 				buf[i] = dmabuf_create(d->fd, 2, 1, &r);
+				if (buf[i] < 0)
+					die("create", buf[i]);
 				for (int j = 0; j < a; j++) {
 					imp[i * a + j] = importer_attach(buf[i], imp_bdf, 0);
 					if (imp[i * a + j] < 0)
@@ -305,21 +321,28 @@ static void revocation(struct vdev *d, const char *imp_bdf)
 			moves0 = k ? importer_moves(imp[0]) : 0;
 			for (int rep = 0; rep < 5; rep++) {
 				for (int i = 0; i < k * a; i++)
-					importer_map(imp[i], segs, 1);
+					CHECK(importer_map(imp[i], segs, 1) == 1,
+					      "map before reset, K %d A %d", k, a);
 				t0 = now();
 				if (ioctl(d->fd, VFIO_DEVICE_RESET))
 					die("reset", errno);
 				tr[rep] = now() - t0;
 				for (int i = 0; i < k * a; i++)
-					importer_map(imp[i], segs, 1);
+					CHECK(importer_map(imp[i], segs, 1) == 1,
+					      "map after reset, K %d A %d", k, a);
 				t0 = now();
-				vdev_set_memory(d, 0);
-				vdev_set_memory(d, 1);
+				if (vdev_set_memory(d, 0) || vdev_set_memory(d, 1))
+					die("decode off + on", errno);
 				tt[rep] = now() - t0;
 			}
+			per_event = k ? (importer_moves(imp[0]) - moves0) / 10.0 : 0;
+			/* each event revokes and restores: two calls */
+			CHECK(!k || per_event == 2, "move_notify per event %.3g, want 2",
+			      per_event);
+			CHECK(stats(tr, 5).med > 0 && stats(tt, 5).med > 0,
+			      "revocation times measured, K %d A %d", k, a);
 			printf("| %d | %d | %.3g | %.3g | %.3g |\n", k, a,
-			       stats(tr, 5).med, stats(tt, 5).med,
-			       k ? (importer_moves(imp[0]) - moves0) / 10.0 : 0);
+			       stats(tr, 5).med, stats(tt, 5).med, per_event);
 			for (int i = 0; i < k * a; i++)
 				close(imp[i]);
 			for (int i = 0; i < k; i++)
@@ -334,13 +357,17 @@ static void memory_and_entries(struct vdev *d, const char *imp_bdf,
 			       struct vfio_region_dma_range *r, uint64_t bar_pages)
 {
 	int m = quick ? 64 : 1024, n = quick ? 4096 : 65536, buf[1024], imp;
+	int got, want;
 	long k0, k1;
 
 	printf("\n## Kernel memory (MemTotal - MemFree deltas; noisy for small counts)\n");
 	fill_ranges(r, m, 1, bar_pages);
 	k0 = kmem_kib();
-	for (int i = 0; i < m; i++)
+	for (int i = 0; i < m; i++) {
 		buf[i] = dmabuf_create(d->fd, 2, 1, &r[i]);
+		if (buf[i] < 0)
+			die("create", buf[i]);
+	}
 	k1 = kmem_kib();
 	for (int i = 0; i < m; i++)
 		close(buf[i]);
@@ -349,34 +376,53 @@ static void memory_and_entries(struct vdev *d, const char *imp_bdf,
 	k0 = kmem_kib();
 	buf[0] = dmabuf_create(d->fd, 2, n, r);
 	k1 = kmem_kib();
+	if (buf[0] < 0)
+		die("create", buf[0]);
 	printf("per range (one buffer of %d ranges): %.1f bytes\n", n,
 	       (k1 - k0) * 1024.0 / n);
 
 	printf("\n## SG entries against the minimum (physically discontiguous runs)\n");
 	imp = importer_attach(buf[0], imp_bdf, 0);
-	importer_limits(imp, 1U << 31, ~0ULL);
-	printf("scattered, %d ranges: %d entries, minimum %d\n", n,
-	       importer_map(imp, segs, n), count_runs(r, n));
+	if (imp < 0)
+		die("attach", imp);
+	CHECK(!importer_limits(imp, 1U << 31, ~0ULL), "set importer limits");
+	got = importer_map(imp, segs, n);
+	want = count_runs(r, n);
+	printf("scattered, %d ranges: %d entries, minimum %d\n", n, got, want);
+	CHECK(got == want, "scattered: %d entries, want %d", got, want);
 	close(imp);
 	close(buf[0]);
 	n = n < (int)bar_pages ? n : (int)bar_pages;
 	fill_ranges(r, n, 0, bar_pages);
 	buf[0] = dmabuf_create(d->fd, 2, n, r);
+	if (buf[0] < 0)
+		die("create", buf[0]);
 	imp = importer_attach(buf[0], imp_bdf, 0);
-	importer_limits(imp, 1U << 31, ~0ULL);
+	if (imp < 0)
+		die("attach", imp);
+	CHECK(!importer_limits(imp, 1U << 31, ~0ULL), "set importer limits");
+	got = importer_map(imp, segs, n);
+	want = count_runs(r, n);
 	printf("contiguous, %d ranges (max segment 2 GiB): %d entries, minimum %d\n",
-	       n, importer_map(imp, segs, n), count_runs(r, n));
-	importer_unmap(imp);
-	importer_limits(imp, 65536, ~0ULL);
+	       n, got, want);
+	CHECK(got == want, "contiguous: %d entries, want %d", got, want);
+	CHECK(!importer_unmap(imp), "unmap");
+	CHECK(!importer_limits(imp, 65536, ~0ULL), "set importer limits");
+	got = importer_map(imp, segs, n);
+	want = (int)((n * PAGE + 65535) / 65536);
 	printf("contiguous, %d ranges (max segment 64 KiB, PCI's default): ", n);
-	printf("%d entries, minimum %llu\n",
-	       importer_map(imp, segs, n), (unsigned long long)n * PAGE / 65536);
+	printf("%d entries, minimum %d\n", got, want);
+	CHECK(got == want, "contiguous at 64 KiB: %d entries, want %d", got, want);
 	close(imp);
 	close(buf[0]);
 }
 
 int main(void)
 {
+	static const char *const need[] = {
+		"VFIO_DMABUF_EXPORTER",
+		"VFIO_DMABUF_IMPORTER", NULL
+	};
 	const char *bdf = getenv("VFIO_DMABUF_EXPORTER");
 	const char *imp_bdf = env_or("VFIO_DMABUF_IMPORTER", "");
 	struct rlimit rl = { 600000, 600000 };
@@ -384,6 +430,8 @@ int main(void)
 	uint64_t bar_pages;
 	struct vdev d;
 	int s, v, e;
+
+	vfio_dmabuf_require(need, 1);
 
 	quick = strcmp(env_or("VFIO_DMABUF_BENCH", "quick"), "full") != 0;
 	printf("TAP version 13\n1..1\n");
@@ -459,8 +507,25 @@ int main(void)
 		       (res[v][b][CREATE].med + res[v][b][MAP].med) /
 		       (res[v][a][CREATE].med + res[v][a][MAP].med));
 	}
+	/* every size of this mode measured for every variant, entries right */
+	for (s = 0; s < NSIZES && !(quick && sizes[s] > 256); s++) {
+		int n = sizes[s];
+
+		for (v = 0; v < NVAR; v++) {
+			if ((v == N_BUFS || v == UDMABUF) && n > 65536)
+				continue;
+			CHECK(have[v][s], "%s, N %d: not measured", var_name[v], n);
+			for (int ph = 0; have[v][s] && ph <= NPHASE; ph++)
+				CHECK(res[v][s][ph].med > 0 && res[v][s][ph].min > 0,
+				      "%s, N %d: a time is not positive", var_name[v], n);
+		}
+		CHECK(nents[ONE_SCAT][s] == n, "scattered, N %d: %d entries",
+		      n, nents[ONE_SCAT][s]);
+		CHECK(nents[ONE_CONT][s] == (int)((n * PAGE + 65535) / 65536),
+		      "contiguous, N %d: %d entries", n, nents[ONE_CONT][s]);
+	}
 	revocation(&d, imp_bdf);
 	vdev_close(&d);
-	printf("ok 1 benchmark\n");
-	return 0;
+	printf("%s 1 benchmark\n", failed_checks ? "not ok" : "ok");
+	return failed_checks ? 1 : 0;
 }

@@ -371,4 +371,12 @@ TEST_F(data, host_file_witness)
 	ASSERT_EQ(0, check_windows(self, n, 8, 9, 1));
 }
 
+/* Outside the harness, without the devices: one line and a skip. */
+static void __attribute__((constructor)) require_devices(void)
+{
+	static const char *const vars[] = { "VFIO_DMABUF_MEMDEV", "VFIO_DMABUF_DMADEV", "VFIO_DMABUF_IMPORTER", NULL };
+
+	vfio_dmabuf_require(vars, 1);
+}
+
 TEST_HARNESS_MAIN

@@ -38,6 +38,10 @@ static void show_segments(int imp)
 
 int main(void)
 {
+	static const char *const need[] = {
+		"VFIO_DMABUF_EXPORTER",
+		"VFIO_DMABUF_IMPORTER", NULL
+	};
 	const char *bdf = env_or("VFIO_DMABUF_EXPORTER", "");
 	const char *importer = env_or("VFIO_DMABUF_IMPORTER", "");
 	const char *path = env_or("VFIO_DMABUF_PATH", "none");
@@ -46,6 +50,8 @@ int main(void)
 	};
 	int buf, imp = -1, refs = core_refcnt(), ok;
 	struct vdev d;
+
+	vfio_dmabuf_require(need, 1);
 
 	printf("TAP version 13\n1..7\n");
 	printf("# scenario %s: exporter %s, importer %s, expected path: %s\n",

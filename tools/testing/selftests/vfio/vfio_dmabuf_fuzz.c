@@ -164,6 +164,10 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 
 int main(void)
 {
+	static const char *const need[] = {
+		"VFIO_DMABUF_EXPORTER",
+		"VFIO_DMABUF_EXPORTER2", NULL
+	};
 	uint64_t seed = strtoull(env_or("VFIO_DMABUF_FUZZ_SEED", "1"), NULL, 0);
 	long calls = atol(env_or("VFIO_DMABUF_FUZZ_CALLS", "100000"));
 	const char *bdfs[2] = { getenv("VFIO_DMABUF_EXPORTER"),
@@ -176,6 +180,8 @@ int main(void)
 		struct bar bars[6];
 	} devs[2] = {};
 	double t0;
+
+	vfio_dmabuf_require(need, 0);
 
 	ksft_print_header();
 	ksft_set_plan(1);

@@ -277,6 +277,11 @@ static void *reopener(void *arg)
 
 int main(void)
 {
+	static const char *const need[] = {
+		"VFIO_DMABUF_EXPORTER",
+		"VFIO_DMABUF_EXPORTER2",
+		"VFIO_DMABUF_IMPORTER", NULL
+	};
 	int secs = atoi(env_or("VFIO_DMABUF_STRESS_SECONDS", "10"));
 	const char *bdfs[NDEV] = { getenv("VFIO_DMABUF_EXPORTER"),
 				   getenv("VFIO_DMABUF_EXPORTER2") };
@@ -292,6 +297,8 @@ int main(void)
 	};
 	pthread_t tid[ARRAY_SIZE(th)];
 	int refs0, refs1, fd0, fd1, exercised = 1;
+
+	vfio_dmabuf_require(need, 1);
 
 	ksft_print_header();
 	ksft_set_plan(1);

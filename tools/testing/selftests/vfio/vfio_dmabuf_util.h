@@ -116,6 +116,33 @@ static inline int iommufd_get(void)
 	return viommufd.fd;
 }
 
+/*
+ * Run outside the harness (make run_tests on a machine without the test
+ * devices), a program that lacks the environment variables @vars (NULL
+ * terminated) or, with @importer, the test importer module says so in one
+ * line and exits with kselftest's skip status.  Call it first in main().
+ */
+static inline void vfio_dmabuf_require(const char *const *vars, int importer)
+{
+	char missing[512] = "";
+	size_t n = 0;
+
+	for (; *vars; vars++)
+		if (!getenv(*vars) || !*getenv(*vars))
+			n += snprintf(missing + n, sizeof(missing) - n, "%s%s",
+				      n ? ", " : "", *vars);
+	if (importer && access(VDI_DEVICE, F_OK) && n < sizeof(missing))
+		n += snprintf(missing + n, sizeof(missing) - n, "%s%s",
+			      n ? ", " : "",
+			      VDI_DEVICE " (insmod dmabuf_importer/vfio_dmabuf_importer.ko)");
+	if (!n)
+		return;
+	printf("TAP version 13\n1..0 # SKIP needs %s: PCI devices (BDFs) bound as "
+	       "tools/testing/selftests/vfio/guest/run_guest_tests.sh binds them; "
+	       "run.sh sets up guests that have them\n", missing);
+	exit(4);
+}
+
 static inline void vgroup_put(struct vgroup *g)
 {
 	if (--g->users > 0)

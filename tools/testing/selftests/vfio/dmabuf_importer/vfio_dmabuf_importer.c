@@ -50,6 +50,7 @@ struct vdi {
 	struct resource *claim;		/* VDI_IOC_CLAIM */
 	struct pci_dev *watch;		/* VDI_IOC_WATCH */
 	u32 watched;			/* VDI_WATCH_* */
+	u32 watched_revoke;		/* ... when a mapping was dropped */
 };
 
 /* Lock of every fence: a signalled fence may outlive its importer. */
@@ -119,11 +120,15 @@ static void vdi_move_notify(struct dma_buf_attachment *attach)
 	atomic64_inc(&v->move_notify);
 	if (v->watch) {
 		u16 cmd = 0;
+		u32 w;
 
 		pci_read_config_word(v->watch, PCI_COMMAND, &cmd);
-		WRITE_ONCE(v->watched, VDI_WATCH_SAMPLED |
-			   (pci_is_enabled(v->watch) ? VDI_WATCH_ENABLED : 0) |
-			   ((cmd & PCI_COMMAND_MEMORY) ? VDI_WATCH_MEMORY : 0));
+		w = VDI_WATCH_SAMPLED |
+		    (pci_is_enabled(v->watch) ? VDI_WATCH_ENABLED : 0) |
+		    ((cmd & PCI_COMMAND_MEMORY) ? VDI_WATCH_MEMORY : 0);
+		WRITE_ONCE(v->watched, w);
+		if (v->sgt)
+			WRITE_ONCE(v->watched_revoke, w);
 	}
 	if (v->sgt && v->fence_delay_ms)
 		vdi_add_fence(v);
@@ -228,6 +233,41 @@ err_pdev:
 /* Most segments returned by one VDI_IOC_MAP. */
 #define VDI_MAX_SEGMENTS	(1024 * 1024)
 
+/* Fills @seg->phys and @seg->pages_ok (see struct vdi_segment). */
+static void vdi_translate(struct vdi *v, struct iommu_domain *domain,
+			  struct vdi_segment *seg)
+{
+	u64 off, pages = seg->len >> PAGE_SHIFT;
+	struct pci_bus_region region;
+	struct resource res;
+
+	seg->pages_ok = 0;
+	if (seg->bus_addr) {
+		/* a bus address is a CPU address only through the windows */
+		if (!v->pdev)
+			return;
+		region.start = seg->addr;
+		region.end = seg->addr + seg->len - 1;
+		pcibios_bus_to_resource(v->pdev->bus, &res, &region);
+		seg->phys = res.start;
+		if (resource_size(&res) == seg->len)
+			seg->pages_ok = pages;
+		return;
+	}
+	if (!domain) {
+		seg->phys = seg->addr;
+		seg->pages_ok = pages;
+		return;
+	}
+	seg->phys = iommu_iova_to_phys(domain, seg->addr);
+	for (off = 0; off < seg->len; off += PAGE_SIZE) {
+		if (iommu_iova_to_phys(domain, seg->addr + off) != seg->phys + off)
+			break;
+		seg->pages_ok++;
+		cond_resched();
+	}
+}
+
 static int vdi_map(struct vdi *v, struct vdi_map __user *uarg)
 {
 	struct iommu_domain *domain;
@@ -268,9 +308,7 @@ static int vdi_map(struct vdi *v, struct vdi_map __user *uarg)
 		segs[i].addr = sg_dma_address(sg);
 		segs[i].len = sg_dma_len(sg);
 		segs[i].bus_addr = sg_dma_is_bus_address(sg);
-		segs[i].phys = (domain && !segs[i].bus_addr) ?
-			       iommu_iova_to_phys(domain, segs[i].addr) :
-			       segs[i].addr;
+		vdi_translate(v, domain, &segs[i]);
 	}
 unlock:
 	dma_resv_unlock(v->dmabuf->resv);
@@ -493,6 +531,7 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		info.move_notify = atomic64_read(&v->move_notify);
 		info.fences_signalled = atomic_read(&v->fences_signalled);
 		info.watched = READ_ONCE(v->watched);
+		info.watched_revoke = READ_ONCE(v->watched_revoke);
 		if (v->attach) {
 			dma_resv_lock(v->dmabuf->resv, NULL);
 			info.mapped = !!v->sgt;

@@ -25,12 +25,19 @@ struct vdi_attach {
 	char bdf[32];		/* importing PCI device, "dddd:bb:dd.f" */
 };
 
+/*
+ * @phys is the CPU physical address behind @addr: through the IOMMU domain
+ * of the importing device for a translated address, through the host
+ * bridge's windows (pcibios_bus_to_resource()) for a PCI bus address, @addr
+ * itself otherwise.  @pages_ok counts the pages of the segment whose own
+ * translation is @phys plus their offset (every page is looked up).
+ */
 struct vdi_segment {
 	__u64 addr;		/* DMA address */
 	__u64 len;
-	__u64 phys;		/* CPU physical address behind addr (IOMMU), or addr */
+	__u64 phys;		/* CPU physical address behind addr */
 	__u32 bus_addr;		/* sg_dma_is_bus_address() */
-	__u32 pad;
+	__u32 pages_ok;
 };
 
 struct vdi_map {
@@ -44,7 +51,9 @@ struct vdi_info {
 	__u32 mapped;		/* a mapping is held */
 	__u32 fences_signalled;	/* fences of VDI_IOC_SET_FENCE signalled */
 	__u32 watched;		/* VDI_WATCH_*, at the last move_notify */
-	__u32 pad;
+	__u32 watched_revoke;	/* VDI_WATCH_*, at the last one that dropped
+				 * a mapping
+				 */
 };
 
 /* State of the device named by VDI_IOC_WATCH, as seen by move_notify. */

@@ -64,6 +64,14 @@ export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
 	VFIO_DMABUF_MEMDEV=$memdev VFIO_DMABUF_DMADEV=$dmadev
 say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev path=$path"
 
+# scripts/inject.sh: make the kernel report a lockup, a stall or a hung
+# task (test_lockup's parameters, comma-separated), to prove the runner
+# fails the run on it.  Runs beside the tests.
+if [ -n "${VFIO_DMABUF_INJECT:-}" ]; then
+	say "INJECT test_lockup $VFIO_DMABUF_INJECT"
+	insmod "$art/modules/test_lockup.ko" $(echo "$VFIO_DMABUF_INJECT" | tr , ' ') &
+fi
+
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak
 

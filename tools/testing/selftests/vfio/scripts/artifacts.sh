@@ -22,8 +22,11 @@ cp "$imp/vfio_dmabuf_importer.ko" "$ART.new/modules/"
 for m in virt/lib/irqbypass drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci; do
 	cp "$OUT/$m.ko" "$ART.new/modules/"
 done
+# lockups on demand for scripts/inject.sh (test config only)
+[ ! -f "$OUT/lib/test_lockup.ko" ] || cp "$OUT/lib/test_lockup.ko" "$ART.new/modules/"
+# The module is built above with the kernel's toolchain: not again here.
 make -s -C "$TREE/tools/testing/selftests/vfio" OUTPUT="$ART.new/tests" \
-	KHDR_INCLUDES="-isystem $OUT/usr/include" CC=gcc LLVM= >&2
+	KHDR_INCLUDES="-isystem $OUT/usr/include" CC=gcc LLVM= TEST_GEN_MODS_DIR= >&2
 rm -f "$ART.new/tests"/*.o
 
 log "packing the initramfs"

@@ -2,14 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0
 """Judge the console logs of test guests.
 
-report.py LOG...  (each log named SCENARIO.log)
+report.py [--expected FILE] LOG...  (each log named SCENARIO.log)
 
 For every guest: each test program's TAP must have a plan and as many
 results as planned; the guest must reach its end marker; the console must
-hold no kernel splat (oops, WARNING, BUG, KASAN, lockdep, kmemleak report);
+hold no kernel splat (oops, WARNING, BUG, KASAN, lockdep, kmemleak report,
+hung task, soft lockup, RCU stall, the exporter's own report of importers
+that do not let go, a debug facility turning itself off) and must show that
+kmemleak and DMA-API debugging are on;
 the bytes vfio_dmabuf_data left in the memory-backed BAR ("### FILECHECK
 OFFSET LEN SEED X0" lines) must be in its backing file, SCENARIO.ivshmem,
-read here after the guest stopped.
+read here after the guest stopped.  With --expected (the test command passes
+scripts/expected.txt), every program listed for the scenario must have run,
+every skip must be listed with its reason, every listed skip must have
+happened, and exit status 4 (all skipped) is accepted only when every
+result of the program was a listed skip.
 Prints one TAP-like line per test case and per check, the splats, and
 returns the counts on the last line as "P F S".
 """
@@ -18,8 +25,22 @@ import sys
 
 SPLAT = re.compile(
     r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|Kernel panic|general protection fault"
-    r"|unreferenced object|INFO: task .* blocked|possible recursive locking"
-    r"|possible circular locking|inconsistent lock state|detected stalls)")
+    r"|unreferenced object|possible recursive locking"
+    r"|possible circular locking|inconsistent lock state"
+    # hangs and stalls: hung-task detector, soft-lockup detector, RCU
+    r"|blocked for more than|soft lockup|self-detected stall|detected stalls"
+    r"|detected expedited stalls"
+    # the exporter's own report of importers that do not let go
+    r"|dma-buf importers still busy"
+    # a debug facility that turned itself off checks nothing from then on
+    r"|dma-debug disabled|DMA-API: debugging out of memory"
+    r"|DMA-API: debugging disabled|Kernel memory leak detector disabled"
+    r"|Kmemleak disabled|Cannot allocate a kmemleak_object)")
+# Lines every guest's console must hold: the debug facilities are on.
+REQUIRED = {
+    "kmemleak is on": "kmemleak: Kernel memory leak detector initialized",
+    "DMA-API debugging is on": "DMA-API: debugging enabled by kernel config",
+}
 RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
@@ -54,6 +75,35 @@ def check_file(path, checks):
     return ""
 
 
+def load_expected(path):
+    """{scenario or '*': (programs, {key: reason})} from scripts/expected.txt."""
+    exp = {}
+    for raw in open(path):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, scen, rest = line.split(None, 2)
+        for sc in scen.split(","):
+            progs, skips = exp.setdefault(sc, (set(), {}))
+            if kind == "program":
+                progs.add(rest.strip())
+            elif kind == "skip":
+                key, why = rest.split(None, 1)
+                skips[key] = why.strip()
+            else:
+                raise ValueError(f"{path}: unknown line: {raw!r}")
+    return exp
+
+
+def expected_for(exp, scenario):
+    progs, skips = set(), {}
+    for sc in ("*", scenario):
+        p, k = exp.get(sc, (set(), {}))
+        progs |= p
+        skips.update(k)
+    return progs, skips
+
+
 def emit(ok, name, why=""):
     global passed, failed, skipped
     if ok == "skip":
@@ -67,7 +117,7 @@ def emit(ok, name, why=""):
         print(f"not ok {name}{' # ' + why if why else ''}")
 
 
-def judge(path):
+def judge(path, exp=None):
     scenario = path.rsplit("/", 1)[-1].removesuffix(".log")
     try:
         lines = open(path, errors="replace").read().splitlines()
@@ -76,6 +126,7 @@ def judge(path):
         return
     prog, plan, results, done, splat_at = None, None, 0, False, []
     data_ran, checks = False, set()
+    ran, seen_skips, results_of, skips_of, rc4 = set(), {}, {}, {}, set()
     for i, raw in enumerate(lines):
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", raw)
         if SPLAT.search(line):
@@ -93,11 +144,15 @@ def judge(path):
             if not line.endswith("rc=0") and not line.endswith("rc=4"):
                 # kselftest exits 4 when everything was skipped
                 emit(False, f"{scenario}: {prog} exit status", line.split()[-1])
+            if line.endswith("rc=4"):
+                rc4.add(prog)
+            ran.add(prog)
             prog = None
         elif line.startswith("### SKIP "):
             # a program run the guest skipped whole: "### SKIP PROG REASON"
             _, _, what, why = line.split(" ", 3)
             emit("skip", f"{scenario}: {what}", why)
+            seen_skips[what] = why
         elif line == "### DONE":
             done = True
         elif line.startswith("### ERROR"):
@@ -113,9 +168,14 @@ def judge(path):
                 name = f"{scenario}: {m.group(3)}"
                 if "@" in prog:
                     name += " @" + prog.split("@", 1)[1]
+                key = m.group(3) + ("@" + prog.split("@", 1)[1]
+                                    if "@" in prog else "")
+                results_of[prog] = results_of.get(prog, 0) + 1
                 skip = re.search(r"#\s*SKIP\s*(.*)", m.group(4) or "")
                 if skip and m.group(1) == "ok":
                     emit("skip", name, skip.group(1))
+                    seen_skips[key] = skip.group(1).strip()
+                    skips_of.setdefault(prog, []).append(key)
                 else:
                     emit(m.group(1) == "ok", name)
     if prog:
@@ -123,11 +183,16 @@ def judge(path):
     emit(done, f"{scenario}: guest reached its end marker",
          "" if done else "timeout or crash; last lines:\n# " +
          "\n# ".join(lines[-15:]))
+    if exp is not None:
+        check_expected(scenario, exp, ran, seen_skips, results_of, skips_of, rc4)
     if data_ran:
         bad = check_file(path.removesuffix(".log") + ".ivshmem", checks) \
             if checks else "no FILECHECK line in the console"
         emit(not bad, f"{scenario}: the host finds the guest's DMA in the "
              f"ivshmem backing file ({len(checks)} runs)", bad)
+    for what, needle in REQUIRED.items():
+        emit(any(needle in l for l in lines), f"{scenario}: {what}",
+             f"no '{needle}' on the console")
     emit(not splat_at, f"{scenario}: no kernel splat",
          f"{len(splat_at)} report lines" if splat_at else "")
     for i in splat_at[:3]:
@@ -136,6 +201,31 @@ def judge(path):
             print("# " + l)
 
 
-for p in sys.argv[1:]:
-    judge(p)
+def check_expected(scenario, exp, ran, seen, results_of, skips_of, rc4):
+    progs, skips = expected_for(exp, scenario)
+    for p in sorted(progs):
+        emit(p in ran or p in seen, f"{scenario}: program {p} ran",
+             "it did not run" if p not in seen else "")
+    for key, why in sorted(seen.items()):
+        want = skips.get(key)
+        emit(want == why, f"{scenario}: skip of {key} is expected",
+             "not in scripts/expected.txt" if want is None else
+             f"listed with another reason: {want!r}")
+    for key in sorted(set(skips) - set(seen)):
+        emit(False, f"{scenario}: listed skip of {key} happened",
+             "stale entry in scripts/expected.txt: it ran")
+    for p in sorted(rc4):
+        listed = all(k in skips for k in skips_of.get(p, []))
+        whole = len(skips_of.get(p, [])) == results_of.get(p, 0)
+        emit(listed and whole, f"{scenario}: {p} exit status 4 (all skipped)",
+             "" if listed and whole else "not every result a listed skip")
+
+
+args = sys.argv[1:]
+expected = None
+if args[:1] == ["--expected"]:
+    expected = load_expected(args[1])
+    args = args[2:]
+for p in args:
+    judge(p, expected)
 print(passed, failed, skipped)
