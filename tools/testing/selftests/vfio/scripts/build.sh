@@ -11,14 +11,23 @@ set -euo pipefail
 cfg=${1:?usage: build.sh CONFIG [targets]}; shift
 frag=$SELFTEST_DIR/configs/$cfg.config
 [ -f "$frag" ] || die "no config fragment $frag"
-# A fragment may start from another one ("# base: NAME"); its own lines win.
-base=$(sed -n 's/^# base: //p' "$frag")
-if [ -n "$base" ]; then
-	merged=$CACHE/build-$cfg.fragment
-	mkdir -p "$CACHE"
-	cat "$SELFTEST_DIR/configs/$base.config" "$frag" > "$merged"
-	frag=$merged
-fi
+# A fragment may start from others ("# base: NAME" for configs/NAME.config,
+# or a path relative to it), which may have bases of their own; its own
+# lines win.
+with_bases() {
+	local b
+	for b in $(sed -n 's/^# base: //p' "$1"); do
+		case $b in
+		*/*) with_bases "$(dirname "$1")/$b" ;;
+		*) with_bases "$SELFTEST_DIR/configs/$b.config" ;;
+		esac
+	done
+	cat "$1"
+}
+merged=$CACHE/build-$cfg.fragment
+mkdir -p "$CACHE"
+with_bases "$frag" > "$merged"
+frag=$merged
 TREE=$("$SELFTEST_DIR/scripts/tree.sh")
 OUT=$CACHE/build-$cfg
 mkdir -p "$OUT"
