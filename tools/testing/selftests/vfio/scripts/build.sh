@@ -56,5 +56,23 @@ if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$stamp" ]; then
 	[ $bad = 0 ] || die "config fragment $cfg does not apply"
 	echo "$stamp" > "$OUT/.harness-config"
 fi
+# Quiet, but a long build says how far it is once a minute: the objects
+# built so far (kbuild's "  CC  path" lines); anything else make prints
+# (warnings, errors) passes through.
+progress() {
+	local n=0 t0=$SECONDS last=$SECONDS line
+	while IFS= read -r line; do
+		if [[ $line =~ ^\ \ [A-Z][A-Z0-9_\ ]{0,10}\ [^\ ] ]]; then
+			n=$((n + 1))
+		else
+			printf '%s\n' "$line" >&2
+		fi
+		if ((SECONDS - last >= 60)); then
+			log "building $cfg: $n build steps done, $((SECONDS - t0)) s"
+			last=$SECONDS
+		fi
+	done
+	log "building $cfg: $n build steps, $((SECONDS - t0)) s"
+}
 log "building $cfg ${*:-(all)}"
-kmake "$@"
+make -C "$TREE" O="$OUT" "${MV[@]}" -j"$JOBS" --no-print-directory "$@" 2>&1 | progress

@@ -21,6 +21,19 @@ JOBS=${JOBS:-$(nproc)}
 log() { printf '[harness] %s\n' "$*" >&2; }
 die() { printf '[harness] error: %s\n' "$*" >&2; exit 1; }
 
+# ticking WHAT CMD...: runs CMD; a long step says it is still going, once a
+# minute, instead of staying silent.
+ticking() {
+	local what=$1 t0=$SECONDS ticker rc=0
+	shift
+	( while sleep 60; do log "$what: still going, $((SECONDS - t0)) s"; done ) &
+	ticker=$!
+	"$@" || rc=$?
+	kill "$ticker" 2>/dev/null
+	wait "$ticker" 2>/dev/null || true
+	return $rc
+}
+
 # Make variables that select the Debian Rust toolchain (rustup's comes first in
 # PATH on these machines and has no rust-src).
 kmake_vars() {

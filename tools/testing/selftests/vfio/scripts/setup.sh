@@ -41,18 +41,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 			pkgs+=("$p")
 		fi
 	done
-	apt_install "${pkgs[@]}"
+	ticking "installing Debian packages" apt_install "${pkgs[@]}"
 fi
 
 if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; then
 	log "installing bindgen-cli $BINDGEN_VERSION into $TOOLS"
-	/usr/bin/cargo install --locked --quiet --root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
+	ticking "installing bindgen-cli" /usr/bin/cargo install --locked --quiet \
+		--root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
 if ! [ -x "$TOOLS/bin/cargo-fuzz" ] ||
 		! "$TOOLS/bin/cargo-fuzz" --version | grep -qF "$CARGO_FUZZ_VERSION"; then
 	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
-	/usr/bin/cargo install --locked --quiet --root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+	ticking "installing cargo-fuzz" /usr/bin/cargo install --locked --quiet \
+		--root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
 [ ${#missing[@]} -gt 0 ] || log "set-up: everything present"

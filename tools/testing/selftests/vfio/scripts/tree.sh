@@ -30,10 +30,13 @@ if ! [ -f "$TREE/.harness-base" ]; then
 	if [ -n "${KDIR:-}" ]; then
 		rsync -a --exclude=.git "$KDIR/" "$TREE.tmp/"
 	else
-		tar -C "$TREE.tmp" --strip-components=1 -xf "$tarball"
+		ticking "unpacking $tarball" tar -C "$TREE.tmp" --strip-components=1 -xf "$tarball"
 	fi
-	(cd "$TREE.tmp" && "${GIT[@]}" init -q && "${GIT[@]}" add -A -f . &&
-		"${GIT[@]}" commit -q -m "base: $key" && "${GIT[@]}" tag harness-base)
+	base_commit() (
+		cd "$TREE.tmp" && "${GIT[@]}" init -q && "${GIT[@]}" add -A -f . &&
+			"${GIT[@]}" commit -q -m "base: $key" && "${GIT[@]}" tag harness-base
+	)
+	ticking "committing the pristine base" base_commit
 	touch "$TREE.tmp/.harness-base"
 	rm -rf "$TREE" && mv "$TREE.tmp" "$TREE"
 fi

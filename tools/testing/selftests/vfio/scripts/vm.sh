@@ -140,6 +140,16 @@ append+=" vfio_dmabuf.scenario=$scenario vfio_dmabuf.path=$path"
 
 mon=()
 [ -z "${VM_MONITOR:-}" ] || mon=(-monitor "unix:$VM_MONITOR,server=on,wait=off")
+# Once a minute, which program the guest is running and for how long.
+(
+	t0=$SECONDS
+	while sleep 60; do
+		p=$(grep -a '^### BEGIN' "$logf" 2>/dev/null | tail -n 1 | cut -d' ' -f3)
+		log "$scenario: ${p:-booting}, guest running for $((SECONDS - t0)) s"
+	done
+) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null' EXIT
 timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 	qemu-system-x86_64 -M "$machine" -accel "$tcg" -cpu "$cpu" -smp 2 -m 2G \
 	-nographic -no-reboot -nodefaults -serial stdio \
