@@ -80,6 +80,12 @@ extern "C" {
         boundary_mask: *mut u64,
     );
     fn vfio_pci_dmabuf_shim_mapping_error(dev: *mut bindings::device, addr: u64) -> c_int;
+    fn vfio_pci_dmabuf_shim_reachable(
+        dev: *mut bindings::device,
+        addr: u64,
+        len: u64,
+        translated: bool,
+    ) -> bool;
 }
 
 /// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
@@ -443,6 +449,15 @@ impl Device {
             max_seg,
             boundary_mask,
         }
+    }
+
+    /// Whether this device can address `len` bytes from `addr` untranslated:
+    /// a bus address (`translated` false), or the CPU physical address the DMA
+    /// API maps MMIO to when no IOMMU translates this device's DMA
+    /// (`translated` true: always so behind an IOMMU domain).
+    pub(crate) fn reaches(&self, addr: u64, len: u64, translated: bool) -> bool {
+        // SAFETY: Valid device; reads its DMA mask, bus limit and IOMMU flag.
+        unsafe { vfio_pci_dmabuf_shim_reachable(self.as_raw(), addr, len, translated) }
     }
 
     /// Maps `len` bytes of MMIO at CPU physical address `phys` for DMA by this

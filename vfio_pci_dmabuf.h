@@ -40,5 +40,7 @@ vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,
 void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
 				     u64 *boundary_mask);
 int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);
+bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
+				    bool translated);
 
 #endif

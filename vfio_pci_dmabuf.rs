@@ -262,6 +262,17 @@ impl Exporter for Buffer {
             .in_pages(bindings::PAGE_SIZE as u64)
             .ok_or(EINVAL)?;
         let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
+        // An importer whose DMA mask does not reach the BAR (a 32-bit device,
+        // a BAR above 4 GiB, no IOMMU to translate) is refused: it would
+        // address something else.
+        let (base, translated) = if bus_path {
+            (buffer.bar.bus, false)
+        } else {
+            (buffer.bar.phys, true)
+        };
+        if !runs(&buffer.ranges).all(|run| dev.reaches(base + run.offset, run.length, translated)) {
+            return Err(EINVAL);
+        }
 
         // On the host-bridge path, the DMA address the DMA API gave each run,
         // and the guard that unmaps them on failure. The bus path needs neither:

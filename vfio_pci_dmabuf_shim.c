@@ -11,6 +11,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-resv.h>
+#include <linux/iommu-dma.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/ratelimit.h>
@@ -149,4 +150,21 @@ void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
 int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr)
 {
 	return dma_mapping_error(dev, addr);
+}
+
+/*
+ * Whether @dev can address [@addr, @addr + @len) as it is, without an IOMMU
+ * translating it: a bus address on the bus path, or the CPU physical
+ * address dma-direct hands out for dma_map_resource() (which WARNs when the
+ * range is past the device's DMA mask or bus limit).  A device whose DMA
+ * goes through an IOMMU domain gets IOVAs allocated within its mask: true.
+ */
+bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
+				    bool translated)
+{
+	u64 limit = min_not_zero(dma_get_mask(dev), dev->bus_dma_limit);
+
+	if (translated && use_dma_iommu(dev))
+		return true;
+	return len && addr + len - 1 >= addr && addr + len - 1 <= limit;
 }
