@@ -340,7 +340,7 @@ static void revocation(struct vdev *d, const char *imp_bdf)
 			CHECK(!k || per_event == 2, "move_notify per event %.3g, want 2",
 			      per_event);
 			CHECK(stats(tr, 5).med > 0 && stats(tt, 5).med > 0,
-			      "revocation times measured, K %d A %d", k, a);
+			      "reset and decode times measured, K %d A %d", k, a);
 			printf("| %d | %d | %.3g | %.3g | %.3g |\n", k, a,
 			       stats(tr, 5).med, stats(tt, 5).med, per_event);
 			for (int i = 0; i < k * a; i++)

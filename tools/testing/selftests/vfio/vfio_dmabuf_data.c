@@ -37,13 +37,18 @@ static uint8_t pat(uint32_t seed, uint64_t x)
 	return h >> 56;
 }
 
+/* The BAR as the CPU sees it and the buffer's ranges in it. */
+struct layout {
+	uint8_t *bar;			/* the region's VFIO mmap */
+	uint64_t bar_size;
+	struct vfio_region_dma_range r[MAX_RANGES];
+};
+
 FIXTURE(data) {
 	struct vdev d;
-	uint64_t bar_size;
-	uint8_t *bar;			/* the region's VFIO mmap */
+	struct layout l;
 	const char *dmadev, *path;
 	int translated;			/* the importer's DMA goes through an IOMMU */
-	struct vfio_region_dma_range r[MAX_RANGES];
 	uint64_t total;			/* bytes in the buffer */
 	struct vdi_segment segs[64];
 };
@@ -52,11 +57,9 @@ FIXTURE_SETUP(data)
 {
 	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = BAR };
 	const char *memdev = getenv("VFIO_DMABUF_MEMDEV");
-	char path[PATH_MAX], type[32] = "";
 	uint64_t s;
-	FILE *f;
 
-	self->bar = MAP_FAILED;
+	self->l.bar = MAP_FAILED;
 	self->d.fd = -1;
 	if (!memdev || !*memdev)
 		SKIP(return, "VFIO_DMABUF_MEMDEV is not set (run through run.sh)");
@@ -67,40 +70,33 @@ FIXTURE_SETUP(data)
 	ASSERT_EQ(0, vdev_open(&self->d, memdev));
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_REGION_INFO, &reg));
 	ASSERT_TRUE(reg.flags & VFIO_REGION_INFO_FLAG_MMAP);
-	self->bar_size = s = reg.size;
+	s = reg.size;
+	self->l.bar_size = s;
 	ASSERT_GE(s, 64 * PAGE);
-	self->bar = mmap(NULL, s, PROT_READ | PROT_WRITE, MAP_SHARED,
-			 self->d.fd, reg.offset);
-	ASSERT_NE(MAP_FAILED, self->bar);
+	self->l.bar = mmap(NULL, s, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   self->d.fd, reg.offset);
+	ASSERT_NE(MAP_FAILED, self->l.bar);
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
 
-	snprintf(path, sizeof(path),
-		 "/sys/bus/pci/devices/%s/iommu_group/type", self->dmadev);
-	f = fopen(path, "r");
-	if (f) {
-		if (!fgets(type, sizeof(type), f))
-			type[0] = 0;
-		fclose(f);
-	}
-	self->translated = !strncmp(type, "DMA", 3);
+	self->translated = dma_translated(self->dmadev);
 
 	/*
 	 * Out of BAR order, the last page, two ranges that merge into one
 	 * segment, ranges in the upper half (above 4 GiB for a BAR there).
 	 */
-	self->r[0] = (struct vfio_region_dma_range){ s - PAGE, PAGE };
-	self->r[1] = (struct vfio_region_dma_range){ 0, 2 * PAGE };
-	self->r[2] = (struct vfio_region_dma_range){ 2 * PAGE, PAGE };
-	self->r[3] = (struct vfio_region_dma_range){ s / 2 + 5 * PAGE, PAGE };
-	self->r[4] = (struct vfio_region_dma_range){ s / 4 + 3 * PAGE, 2 * PAGE };
-	self->r[5] = (struct vfio_region_dma_range){ 7 * PAGE, PAGE };
+	self->l.r[0] = (struct vfio_region_dma_range){ s - PAGE, PAGE };
+	self->l.r[1] = (struct vfio_region_dma_range){ 0, 2 * PAGE };
+	self->l.r[2] = (struct vfio_region_dma_range){ 2 * PAGE, PAGE };
+	self->l.r[3] = (struct vfio_region_dma_range){ s / 2 + 5 * PAGE, PAGE };
+	self->l.r[4] = (struct vfio_region_dma_range){ s / 4 + 3 * PAGE, 2 * PAGE };
+	self->l.r[5] = (struct vfio_region_dma_range){ 7 * PAGE, PAGE };
 	self->total = 8 * PAGE;
 }
 
 FIXTURE_TEARDOWN(data)
 {
-	if (self->bar != MAP_FAILED)
-		munmap(self->bar, self->bar_size);
+	if (self->l.bar != MAP_FAILED)
+		munmap(self->l.bar, self->l.bar_size);
 	vdev_close(&self->d);
 }
 
@@ -114,27 +110,27 @@ static void window(const struct vfio_region_dma_range *r, uint64_t bar_size,
 }
 
 /* Writes background pattern @seed, by BAR offset, over every window. */
-static void fill_windows(FIXTURE_DATA(data) *self, int n, uint32_t seed)
+static void fill_windows(struct layout *l, int n, uint32_t seed)
 {
 	uint64_t lo, hi;
 
 	for (int i = 0; i < n; i++) {
-		window(&self->r[i], self->bar_size, &lo, &hi);
+		window(&l->r[i], l->bar_size, &lo, &hi);
 		for (uint64_t x = lo; x < hi; x++)
-			self->bar[x] = pat(seed, x);
+			l->bar[x] = pat(seed, x);
 	}
 }
 
 /* Buffer offset of BAR offset @x, or -1 when @x is in no range. */
-static int64_t buffer_offset(FIXTURE_DATA(data) *self, int n, uint64_t x)
+static int64_t buffer_offset(const struct layout *l, int n, uint64_t x)
 {
 	uint64_t start = 0;
 
 	for (int i = 0; i < n; i++) {
-		if (x >= self->r[i].offset &&
-		    x < self->r[i].offset + self->r[i].length)
-			return start + x - self->r[i].offset;
-		start += self->r[i].length;
+		if (x >= l->r[i].offset &&
+		    x < l->r[i].offset + l->r[i].length)
+			return start + x - l->r[i].offset;
+		start += l->r[i].length;
 	}
 	return -1;
 }
@@ -144,28 +140,28 @@ static int64_t buffer_offset(FIXTURE_DATA(data) *self, int n, uint64_t x)
  * ranges, background @bg_seed by BAR offset outside them.  With @witness,
  * prints what the host must find in the backing file, window by window.
  */
-static uint64_t check_windows(FIXTURE_DATA(data) *self, int n,
+static uint64_t check_windows(const struct layout *l, int n,
 			      uint32_t bg_seed, uint32_t buf_seed, int witness)
 {
 	uint64_t lo, hi, bad = 0;
 
 	for (int i = 0; i < n; i++) {
-		window(&self->r[i], self->bar_size, &lo, &hi);
+		window(&l->r[i], l->bar_size, &lo, &hi);
 		for (uint64_t x = lo; x < hi; x++) {
-			int64_t b = buffer_offset(self, n, x);
+			int64_t b = buffer_offset(l, n, x);
 			uint8_t want = b < 0 ? pat(bg_seed, x) : pat(buf_seed, b);
 
-			if (self->bar[x] != want && !bad++)
+			if (l->bar[x] != want && !bad++)
 				printf("# first bad byte: BAR offset 0x%llx: 0x%02x, want 0x%02x\n",
-				       (unsigned long long)x, self->bar[x], want);
+				       (unsigned long long)x, l->bar[x], want);
 		}
 		for (uint64_t x = lo; witness && x < hi;) {
-			int64_t b = buffer_offset(self, n, x), e;
+			int64_t b = buffer_offset(l, n, x), e;
 			uint64_t end;
 
 			/* a run: all background, or consecutive buffer bytes */
 			for (end = x + 1; end < hi; end++) {
-				e = buffer_offset(self, n, end);
+				e = buffer_offset(l, n, end);
 				if (b < 0 ? e >= 0 : e != b + (int64_t)(end - x))
 					break;
 			}
@@ -204,23 +200,32 @@ static int64_t dma_buffer(int imp, uint64_t total, uint32_t seed, uint32_t flags
 	return bad;
 }
 
-/* Attaches @buf for the edu device and maps it; the importer's fd. */
-#define attach_and_map(buf, imp) do {					\
-	(imp) = importer_attach(buf, self->dmadev, 0);			\
-	ASSERT_GE((imp), 0);						\
-	ASSERT_GT(importer_map((imp), self->segs,			\
-			       ARRAY_SIZE(self->segs)), 0);		\
-} while (0)
+/* Attaches @buf for the edu device @dmadev and maps it; the importer's fd. */
+static int attach_and_map(struct __test_metadata *_metadata, int buf,
+			  const char *dmadev, struct vdi_segment *segs, int max)
+{
+	int imp = importer_attach(buf, dmadev, 0);
 
-/* In the scenario with no P2P path the import is refused, and that is all. */
-#define refused_without_path(buf) do {					\
-	if (!strcmp(self->path, "none")) {				\
-		ASSERT_EQ(-EOPNOTSUPP,					\
-			  importer_attach(buf, self->dmadev, 0));	\
-		close(buf);						\
-		SKIP(return, "no P2P path to the BAR in this scenario");\
-	}								\
-} while (0)
+	EXPECT_GE(imp, 0);
+	EXPECT_GT(importer_map(imp, segs, max), 0);
+	return imp;
+}
+
+/*
+ * In the scenario with no P2P path the import is refused, and that is all:
+ * checks the refusal, closes @buf, and returns 1 (the caller skips).
+ */
+static int refused_without_path(struct __test_metadata *_metadata, int buf,
+				const char *dmadev, const char *path)
+{
+	if (strcmp(path, "none"))
+		return 0;
+	EXPECT_EQ(-EOPNOTSUPP, importer_attach(buf, dmadev, 0));
+	close(buf);
+	return 1;
+}
+
+#define NO_PATH_SKIP "no P2P path to the BAR in this scenario"
 
 /*
  * The device's DMA writes the buffer and every byte lands at the BAR
@@ -231,19 +236,22 @@ TEST_F(data, dma_both_ways_every_byte)
 {
 	int buf, imp, n = MAX_RANGES;
 
-	fill_windows(self, n, 1);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->r);
+	fill_windows(&self->l, n, 1);
+	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
 	ASSERT_GE(buf, 0);
-	refused_without_path(buf);
-	attach_and_map(buf, imp);
+	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+		SKIP(return, NO_PATH_SKIP);
+	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
+			     ARRAY_SIZE(self->segs));
+	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, dma_buffer(imp, self->total, 2, VDI_DMA_WRITE));
-	ASSERT_EQ(0, check_windows(self, n, 1, 2, 0));
+	ASSERT_EQ(0, check_windows(&self->l, n, 1, 2, 0));
 
 	for (int i = 0; i < n; i++) {
-		int64_t b = buffer_offset(self, n, self->r[i].offset);
+		int64_t b = buffer_offset(&self->l, n, self->l.r[i].offset);
 
-		for (uint64_t j = 0; j < self->r[i].length; j++)
-			self->bar[self->r[i].offset + j] = pat(3, b + j);
+		for (uint64_t j = 0; j < self->l.r[i].length; j++)
+			self->l.bar[self->l.r[i].offset + j] = pat(3, b + j);
 	}
 	ASSERT_EQ(0, dma_buffer(imp, self->total, 3, 0));
 	close(imp);
@@ -266,14 +274,17 @@ TEST_F(data, revoked_importer_moves_no_data)
 	uint64_t stale;
 	char needle[96];
 
-	fill_windows(self, n, 4);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->r);
+	fill_windows(&self->l, n, 4);
+	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
 	ASSERT_GE(buf, 0);
-	refused_without_path(buf);
-	attach_and_map(buf, imp);
+	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+		SKIP(return, NO_PATH_SKIP);
+	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
+			     ARRAY_SIZE(self->segs));
+	ASSERT_GE(imp, 0);
 	stale = self->segs[0].addr;
 	ASSERT_EQ(0, dma_buffer(imp, 3 * PAGE, 5, VDI_DMA_WRITE));
-	ASSERT_EQ(0, check_windows(self, n, 4, 5, 0));
+	ASSERT_EQ(0, check_windows(&self->l, n, 4, 5, 0));
 
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
 	ASSERT_EQ(0, importer_info(imp, &info));
@@ -305,13 +316,13 @@ TEST_F(data, revoked_importer_moves_no_data)
 		       found ? "IOMMU fault reported" : "no IOMMU fault");
 		ASSERT_TRUE(found);
 	} else {
-		TH_LOG("untranslated path: the address the importer held is the BAR's; no stale DMA tried");
+		TH_LOG("untranslated: the address the importer held is the BAR's, not tried");
 	}
-	ASSERT_EQ(0, check_windows(self, n, 4, 5, 0));
+	ASSERT_EQ(0, check_windows(&self->l, n, 4, 5, 0));
 
 	ASSERT_GT(importer_map(imp, self->segs, ARRAY_SIZE(self->segs)), 0);
 	ASSERT_EQ(0, dma_buffer(imp, 3 * PAGE, 6, VDI_DMA_WRITE));
-	ASSERT_EQ(0, check_windows(self, n, 4, 6, 0));
+	ASSERT_EQ(0, check_windows(&self->l, n, 4, 6, 0));
 	ASSERT_EQ(0, dma_buffer(imp, 3 * PAGE, 6, 0));
 	close(imp);
 	close(buf);
@@ -327,10 +338,13 @@ TEST_F(data, dma_refusals)
 	static uint8_t tmp[PAGE];
 	int buf, imp;
 
-	buf = dmabuf_create(self->d.fd, BAR, 1, self->r);
+	buf = dmabuf_create(self->d.fd, BAR, 1, self->l.r);
 	ASSERT_GE(buf, 0);
-	refused_without_path(buf);
-	attach_and_map(buf, imp);
+	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+		SKIP(return, NO_PATH_SKIP);
+	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
+			     ARRAY_SIZE(self->segs));
+	ASSERT_GE(imp, 0);
 	ASSERT_EQ(-EINVAL, importer_dma(imp, PAGE, tmp, 1, 0));
 	ASSERT_EQ(-EINVAL, importer_dma(imp, 0, tmp, VDI_DMA_MAX + 1, 0));
 	close(imp);
@@ -352,29 +366,33 @@ TEST_F(data, host_file_witness)
 {
 	int buf, imp, n = MAX_RANGES;
 
-	fill_windows(self, n, 8);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->r);
+	fill_windows(&self->l, n, 8);
+	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
 	ASSERT_GE(buf, 0);
 	if (!strcmp(self->path, "none")) {
 		for (int i = 0; i < n; i++) {
-			int64_t b = buffer_offset(self, n, self->r[i].offset);
+			int64_t b = buffer_offset(&self->l, n, self->l.r[i].offset);
 
-			for (uint64_t j = 0; j < self->r[i].length; j++)
-				self->bar[self->r[i].offset + j] = pat(9, b + j);
+			for (uint64_t j = 0; j < self->l.r[i].length; j++)
+				self->l.bar[self->l.r[i].offset + j] = pat(9, b + j);
 		}
 	} else {
-		attach_and_map(buf, imp);
+		imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
+				     ARRAY_SIZE(self->segs));
+		ASSERT_GE(imp, 0);
 		ASSERT_EQ(0, dma_buffer(imp, self->total, 9, VDI_DMA_WRITE));
 		close(imp);
 	}
 	close(buf);
-	ASSERT_EQ(0, check_windows(self, n, 8, 9, 1));
+	ASSERT_EQ(0, check_windows(&self->l, n, 8, 9, 1));
 }
 
 /* Outside the harness, without the devices: one line and a skip. */
 static void __attribute__((constructor)) require_devices(void)
 {
-	static const char *const vars[] = { "VFIO_DMABUF_MEMDEV", "VFIO_DMABUF_DMADEV", "VFIO_DMABUF_IMPORTER", NULL };
+	static const char *const vars[] = {
+		"VFIO_DMABUF_MEMDEV", "VFIO_DMABUF_DMADEV", "VFIO_DMABUF_IMPORTER", NULL
+	};
 
 	vfio_dmabuf_require(vars, 1);
 }

@@ -90,7 +90,7 @@ struct attach_probe {
 	pthread_t thread;
 	int buf;
 	const char *importer;
-	volatile int stop;
+	int stop;			/* __atomic */
 	int enodev, refused, other;
 };
 
@@ -98,7 +98,7 @@ static void *attach_probe_fn(void *arg)
 {
 	struct attach_probe *p = arg;
 
-	while (!p->stop) {
+	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		int e = attach_errno(p->buf, p->importer);
 
 		if (e == -ENODEV)
@@ -121,14 +121,16 @@ static int attach_probe_start(struct attach_probe *p, int buf,
 }
 
 /* Stops the probe: the reset(s) in between must have been seen. */
-#define attach_probe_stop(p) do {					\
-	(p)->stop = 1;							\
-	ASSERT_EQ(0, pthread_join((p)->thread, NULL));			\
-	TH_LOG("attaches during the resets: %d ENODEV, %d EOPNOTSUPP",	\
-	       (p)->enodev, (p)->refused);				\
-	ASSERT_GT((p)->enodev, 0);					\
-	ASSERT_EQ(0, (p)->other);					\
-} while (0)
+static void attach_probe_stop(struct __test_metadata *_metadata,
+			      struct attach_probe *p)
+{
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, pthread_join(p->thread, NULL));
+	TH_LOG("attaches during the resets: %d ENODEV, %d EOPNOTSUPP",
+	       p->enodev, p->refused);
+	ASSERT_GT(p->enodev, 0);
+	ASSERT_EQ(0, p->other);
+}
 
 /*
  * Checks the @nents segments in self->segs against a reference model of
@@ -598,6 +600,43 @@ TEST_F(dmabuf, many_attachments)
 	}
 }
 
+/*
+ * An importer whose DMA mask does not reach the BAR is refused at map time
+ * with EINVAL, and no kernel warning: a 32-bit device and a BAR above
+ * 4 GiB with nothing translating (the bus path, or the host bridge without
+ * an IOMMU, where the DMA API hands out the CPU address; on q35 a bus
+ * address equals it).  Behind an IOMMU it gets IOVAs it can reach.  The
+ * same device with a 64-bit mask maps.
+ */
+TEST_F(dmabuf, importer_dma_mask_too_small)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf, imp, reachable;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (!strcmp(self->path, "none")) {
+		ASSERT_EQ(-EOPNOTSUPP, attach_errno(buf, self->importer));
+		close(buf);
+		return;
+	}
+	reachable = (!strcmp(self->path, "host") && dma_translated(self->importer)) ||
+		    self->phys + PAGE <= 1ULL << 32;
+	imp = importer_attach(buf, self->importer, VDI_DMA32);
+	ASSERT_GE(imp, 0);
+	TH_LOG("32-bit importer, BAR at 0x%llx, %s path: %s",
+	       (unsigned long long)self->phys, self->path,
+	       reachable ? "reachable" : "refused");
+	ASSERT_EQ(reachable ? 1 : -EINVAL,
+		  importer_map(imp, self->segs, MAX_SEGS));
+	close(imp);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	close(imp);
+	close(buf);
+}
+
 /* Memory decode off revokes, on restores; the importer sees both. */
 TEST_F(dmabuf, revoke_on_decode_off)
 {
@@ -668,7 +707,7 @@ TEST_F(dmabuf, revoke_on_reset)
 		ASSERT_EQ(0, attach_probe_start(&probe, buf, self->importer));
 		for (int i = 0; i < 3; i++)
 			ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
-		attach_probe_stop(&probe);
+		attach_probe_stop(_metadata, &probe);
 		ASSERT_EQ(-EOPNOTSUPP, attach_errno(buf, self->importer));
 		close(buf);
 		return;
@@ -704,7 +743,7 @@ TEST_F(dmabuf, revoke_on_hot_reset)
 		ASSERT_EQ(0, attach_probe_start(&probe, buf, self->importer));
 		for (int i = 0; i < 3; i++)
 			ASSERT_EQ(0, vdev_hot_reset(self->d.fd, &self->d.group, 1));
-		attach_probe_stop(&probe);
+		attach_probe_stop(_metadata, &probe);
 		ASSERT_EQ(-EOPNOTSUPP, attach_errno(buf, self->importer));
 		close(buf);
 		return;
@@ -778,7 +817,7 @@ TEST_F(dmabuf, reset_loop)
 		ASSERT_EQ(0, attach_probe_start(&probe, buf[2], self->importer));
 		for (int n = 1; n <= loops; n++)
 			ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
-		attach_probe_stop(&probe);
+		attach_probe_stop(_metadata, &probe);
 		for (int b = 0; b < 3; b++) {
 			ASSERT_EQ(-EOPNOTSUPP, attach_errno(buf[b], self->importer));
 			close(buf[b]);
@@ -902,11 +941,13 @@ static int kernel_function(const char *name, unsigned long long *start,
 
 /*
  * Fault injection (fail-nth) fails the n-th allocation of a system call,
- * whoever makes it.  dma-debug's own GFP_ATOMIC allocation under
- * dma_map_resource() is not the exporter's, and failing it turns DMA-API
- * debugging off for the rest of the boot: allocations with
- * debug_dma_map_resource() on their stack are left alone (the stacktrace
- * filter's reject range).
+ * whoever makes it.  dma-debug's own allocations under dma_map_resource()
+ * (its entry pool, its GFP_ATOMIC cacheline radix tree) are not the
+ * exporter's, and failing one turns DMA-API debugging off for the rest of
+ * the boot: allocations with dma-debug's code from dma_entry_alloc() to
+ * add_dma_entry() on their stack are left alone (the stacktrace filter's
+ * reject range).  Not debug_dma_map_resource(): it tail-calls
+ * add_dma_entry() and is not on the stack.
  */
 static int fault_injection_setup(void)
 {
@@ -918,7 +959,7 @@ static int fault_injection_setup(void)
 	static const char *const attrs[] = {
 		"/sys/kernel/debug/failslab", "/sys/kernel/debug/fail_page_alloc",
 	};
-	unsigned long long start, end;
+	unsigned long long start, end, s2, e2;
 	char path[PATH_MAX], val[32];
 
 	for (unsigned int i = 0; i < ARRAY_SIZE(knobs); i++)
@@ -926,8 +967,11 @@ static int fault_injection_setup(void)
 			return -1;
 	if (write_file("/sys/kernel/debug/fail_page_alloc/min-order", "0"))
 		return -1;
-	if (kernel_function("debug_dma_map_resource", &start, &end))
+	if (kernel_function("dma_entry_alloc", &start, &end) ||
+	    kernel_function("add_dma_entry", &s2, &e2))
 		return -1;
+	start = start < s2 ? start : s2;
+	end = end > e2 ? end : e2;
 	for (unsigned int i = 0; i < ARRAY_SIZE(attrs); i++) {
 		snprintf(path, sizeof(path), "%s/reject-start", attrs[i]);
 		snprintf(val, sizeof(val), "%llu", start);
@@ -954,7 +998,7 @@ TEST_F(dmabuf, fault_injection)
 	int refs = core_refcnt(), next_fd, buf, imp, n, ret, injected = 0;
 
 	if (fault_injection_setup() || fail_nth(0))
-		SKIP(return, "no fault injection (FAILSLAB, FAIL_PAGE_ALLOC, debugfs, stacktrace filter)");
+		SKIP(return, "no fault injection (failslab, page alloc, debugfs, stack filter)");
 	page_ranges(r, 64, 0, 2);
 	next_fd = dup(0);
 	close(next_fd);
@@ -1114,7 +1158,7 @@ TEST_F(dmabuf, hot_reset_closed_sibling)
 			ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
 		}
 	} else {
-		TH_LOG("both functions share IOMMU group, or opened by cdev: no request can miss one");
+		TH_LOG("one IOMMU group, or opened by cdev: no request can miss one");
 	}
 	if (imp >= 0)
 		close(imp);

@@ -122,6 +122,8 @@ static inline int iommufd_get(void)
  * terminated) or, with @importer, the test importer module says so in one
  * line and exits with kselftest's skip status.  Call it first in main().
  */
+#define VFIO_DMABUF_HINT "device BDFs set up as guest/run_guest_tests.sh does (see run.sh)"
+
 static inline void vfio_dmabuf_require(const char *const *vars, int importer)
 {
 	char missing[512] = "";
@@ -137,9 +139,7 @@ static inline void vfio_dmabuf_require(const char *const *vars, int importer)
 			      VDI_DEVICE " (insmod dmabuf_importer/vfio_dmabuf_importer.ko)");
 	if (!n)
 		return;
-	printf("TAP version 13\n1..0 # SKIP needs %s: PCI devices (BDFs) bound as "
-	       "tools/testing/selftests/vfio/guest/run_guest_tests.sh binds them; "
-	       "run.sh sets up guests that have them\n", missing);
+	printf("TAP version 13\n1..0 # SKIP needs %s: %s\n", missing, VFIO_DMABUF_HINT);
 	exit(4);
 }
 
@@ -323,6 +323,22 @@ static inline uint64_t bar_phys(const char *bdf, int bar)
 			start = 0;
 	fclose(f);
 	return start;
+}
+
+/* Whether @bdf's DMA goes through an IOMMU domain that translates it. */
+static inline int dma_translated(const char *bdf)
+{
+	char path[PATH_MAX], type[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group/type", bdf);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(type, sizeof(type), f))
+		type[0] = 0;
+	fclose(f);
+	return !strncmp(type, "DMA", 3);	/* DMA or DMA-FQ, not identity */
 }
 
 /* Sets or clears PCI_COMMAND_MEMORY through the VFIO config region. */

@@ -187,7 +187,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI))
+	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI | VDI_DMA32))
 		return -EINVAL;
 	if (v->attach)
 		return -EBUSY;
@@ -199,6 +199,14 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 		if (!v->pdev)
 			return -ENODEV;
 		dev = &v->pdev->dev;
+		/* what a driver does at probe; a driver's own device keeps its */
+		device_lock(dev);
+		ret = dev->driver ? 0 :
+		      dma_set_mask(dev, (a.flags & VDI_DMA32) ? DMA_BIT_MASK(32) :
+						    DMA_BIT_MASK(64));
+		device_unlock(dev);
+		if (ret)
+			goto err_pdev;
 	}
 
 	v->dmabuf = dma_buf_get(a.fd);

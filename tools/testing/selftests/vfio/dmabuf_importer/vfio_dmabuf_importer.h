@@ -18,6 +18,11 @@
 #define VDI_STATIC	0x1	/* dma_buf_attach(): no move_notify */
 #define VDI_NO_P2P	0x2	/* dynamic, but refuses peer-to-peer */
 #define VDI_NON_PCI	0x4	/* on behalf of the misc device itself */
+/*
+ * For a PCI device without a driver the importer acts as its driver and
+ * sets its DMA mask, to 64 bits, or with VDI_DMA32 to 32 bits.
+ */
+#define VDI_DMA32	0x8
 
 struct vdi_attach {
 	__s32 fd;		/* dma-buf file descriptor */
@@ -51,9 +56,7 @@ struct vdi_info {
 	__u32 mapped;		/* a mapping is held */
 	__u32 fences_signalled;	/* fences of VDI_IOC_SET_FENCE signalled */
 	__u32 watched;		/* VDI_WATCH_*, at the last move_notify */
-	__u32 watched_revoke;	/* VDI_WATCH_*, at the last one that dropped
-				 * a mapping
-				 */
+	__u32 watched_revoke;	/* VDI_WATCH_*, at the last mapping dropped */
 };
 
 /* State of the device named by VDI_IOC_WATCH, as seen by move_notify. */
