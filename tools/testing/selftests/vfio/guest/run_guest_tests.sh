@@ -66,10 +66,12 @@ say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$import
 
 # scripts/inject.sh: make the kernel report a lockup, a stall or a hung
 # task (test_lockup's parameters, comma-separated), to prove the runner
-# fails the run on it.  Runs beside the tests.
+# fails the run on it.  Runs beside the tests; the guest waits for it.
+inject_pid=""
 if [ -n "${VFIO_DMABUF_INJECT:-}" ]; then
 	say "INJECT test_lockup $VFIO_DMABUF_INJECT"
 	insmod "$art/modules/test_lockup.ko" $(echo "$VFIO_DMABUF_INJECT" | tr , ' ') &
+	inject_pid=$!
 fi
 
 kmemleak=/sys/kernel/debug/kmemleak
@@ -113,6 +115,8 @@ for t in $tests; do
 		VFIO_DMABUF_FUZZ_SEED=$((seed + 1000)) \
 		VFIO_DMABUF_STRESS_SECONDS=$(((secs + 1) / 2))
 done
+
+[ -z "$inject_pid" ] || wait "$inject_pid"
 
 # Leaks: objects must be older than kmemleak's minimum age to be reported.
 if [ -w $kmemleak ]; then
