@@ -44,7 +44,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	ticking "installing Debian packages" apt_install "${pkgs[@]}"
 fi
 
+installed=${#missing[@]}
 if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; then
+	installed=$((installed + 1))
 	log "installing bindgen-cli $BINDGEN_VERSION into $TOOLS"
 	ticking "installing bindgen-cli" /usr/bin/cargo install --locked --quiet \
 		--root "$TOOLS" bindgen-cli --version "$BINDGEN_VERSION"
@@ -52,9 +54,10 @@ fi
 
 if ! [ -x "$TOOLS/bin/cargo-fuzz" ] ||
 		! "$TOOLS/bin/cargo-fuzz" --version | grep -qF "$CARGO_FUZZ_VERSION"; then
+	installed=$((installed + 1))
 	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
 	ticking "installing cargo-fuzz" /usr/bin/cargo install --locked --quiet \
 		--root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
-[ ${#missing[@]} -gt 0 ] || log "set-up: everything present"
+[ "$installed" -gt 0 ] || log "set-up: everything present"
