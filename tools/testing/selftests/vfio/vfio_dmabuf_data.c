@@ -135,6 +135,17 @@ static int64_t buffer_offset(const struct layout *l, int n, uint64_t x)
 	return -1;
 }
 
+/* The CPU writes pattern @seed, by buffer offset, into every range. */
+static void cpu_write_ranges(struct layout *l, int n, uint32_t seed)
+{
+	for (int i = 0; i < n; i++) {
+		int64_t b = buffer_offset(l, n, l->r[i].offset);
+
+		for (uint64_t j = 0; j < l->r[i].length; j++)
+			l->bar[l->r[i].offset + j] = pat(seed, b + j);
+	}
+}
+
 /*
  * Every byte of every window: pattern @buf_seed by buffer offset inside the
  * ranges, background @bg_seed by BAR offset outside them.  With @witness,
@@ -200,30 +211,36 @@ static int64_t dma_buffer(int imp, uint64_t total, uint32_t seed, uint32_t flags
 	return bad;
 }
 
-/* Attaches @buf for the edu device @dmadev and maps it; the importer's fd. */
-static int attach_and_map(struct __test_metadata *_metadata, int buf,
-			  const char *dmadev, struct vdi_segment *segs, int max)
+/*
+ * Exports the first @n ranges of @l from @devfd into *@buf and imports it
+ * for the edu device @dmadev, mapped; returns the importer's fd.  In the
+ * scenario with no P2P path the import must be refused, and that is all:
+ * returns -1 with *@buf closed (the caller skips).
+ */
+static int __export_and_import(struct __test_metadata *_metadata, int devfd,
+			       const struct layout *l, int n, const char *dmadev,
+			       const char *path, struct vdi_segment *segs, int max,
+			       int *buf)
 {
-	int imp = importer_attach(buf, dmadev, 0);
+	int imp;
 
+	*buf = dmabuf_create(devfd, BAR, n, l->r);
+	EXPECT_GE(*buf, 0);
+	if (!strcmp(path, "none")) {
+		EXPECT_EQ(-EOPNOTSUPP, importer_attach(*buf, dmadev, 0));
+		close(*buf);
+		return -1;
+	}
+	imp = importer_attach(*buf, dmadev, 0);
 	EXPECT_GE(imp, 0);
 	EXPECT_GT(importer_map(imp, segs, max), 0);
 	return imp;
 }
 
-/*
- * In the scenario with no P2P path the import is refused, and that is all:
- * checks the refusal, closes @buf, and returns 1 (the caller skips).
- */
-static int refused_without_path(struct __test_metadata *_metadata, int buf,
-				const char *dmadev, const char *path)
-{
-	if (strcmp(path, "none"))
-		return 0;
-	EXPECT_EQ(-EOPNOTSUPP, importer_attach(buf, dmadev, 0));
-	close(buf);
-	return 1;
-}
+/* __export_and_import() for the fixture's device, ranges and segments. */
+#define export_and_import(n, buf)					\
+	__export_and_import(_metadata, self->d.fd, &self->l, n, self->dmadev, \
+			    self->path, self->segs, ARRAY_SIZE(self->segs), buf)
 
 #define NO_PATH_SKIP "no P2P path to the BAR in this scenario"
 
@@ -237,22 +254,14 @@ TEST_F(data, dma_both_ways_every_byte)
 	int buf, imp, n = MAX_RANGES;
 
 	fill_windows(&self->l, n, 1);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
-	ASSERT_GE(buf, 0);
-	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+	imp = export_and_import(n, &buf);
+	if (imp < 0 && !strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
-	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
-			     ARRAY_SIZE(self->segs));
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(0, dma_buffer(imp, self->total, 2, VDI_DMA_WRITE));
 	ASSERT_EQ(0, check_windows(&self->l, n, 1, 2, 0));
 
-	for (int i = 0; i < n; i++) {
-		int64_t b = buffer_offset(&self->l, n, self->l.r[i].offset);
-
-		for (uint64_t j = 0; j < self->l.r[i].length; j++)
-			self->l.bar[self->l.r[i].offset + j] = pat(3, b + j);
-	}
+	cpu_write_ranges(&self->l, n, 3);
 	ASSERT_EQ(0, dma_buffer(imp, self->total, 3, 0));
 	close(imp);
 	close(buf);
@@ -275,12 +284,9 @@ TEST_F(data, revoked_importer_moves_no_data)
 	char needle[96];
 
 	fill_windows(&self->l, n, 4);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
-	ASSERT_GE(buf, 0);
-	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+	imp = export_and_import(n, &buf);
+	if (imp < 0 && !strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
-	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
-			     ARRAY_SIZE(self->segs));
 	ASSERT_GE(imp, 0);
 	stale = self->segs[0].addr;
 	ASSERT_EQ(0, dma_buffer(imp, 3 * PAGE, 5, VDI_DMA_WRITE));
@@ -338,12 +344,9 @@ TEST_F(data, dma_refusals)
 	static uint8_t tmp[PAGE];
 	int buf, imp;
 
-	buf = dmabuf_create(self->d.fd, BAR, 1, self->l.r);
-	ASSERT_GE(buf, 0);
-	if (refused_without_path(_metadata, buf, self->dmadev, self->path))
+	imp = export_and_import(1, &buf);
+	if (imp < 0 && !strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
-	imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
-			     ARRAY_SIZE(self->segs));
 	ASSERT_GE(imp, 0);
 	ASSERT_EQ(-EINVAL, importer_dma(imp, PAGE, tmp, 1, 0));
 	ASSERT_EQ(-EINVAL, importer_dma(imp, 0, tmp, VDI_DMA_MAX + 1, 0));
@@ -367,23 +370,15 @@ TEST_F(data, host_file_witness)
 	int buf, imp, n = MAX_RANGES;
 
 	fill_windows(&self->l, n, 8);
-	buf = dmabuf_create(self->d.fd, BAR, n, self->l.r);
-	ASSERT_GE(buf, 0);
+	imp = export_and_import(n, &buf);
 	if (!strcmp(self->path, "none")) {
-		for (int i = 0; i < n; i++) {
-			int64_t b = buffer_offset(&self->l, n, self->l.r[i].offset);
-
-			for (uint64_t j = 0; j < self->l.r[i].length; j++)
-				self->l.bar[self->l.r[i].offset + j] = pat(9, b + j);
-		}
+		cpu_write_ranges(&self->l, n, 9);
 	} else {
-		imp = attach_and_map(_metadata, buf, self->dmadev, self->segs,
-				     ARRAY_SIZE(self->segs));
 		ASSERT_GE(imp, 0);
 		ASSERT_EQ(0, dma_buffer(imp, self->total, 9, VDI_DMA_WRITE));
 		close(imp);
+		close(buf);
 	}
-	close(buf);
 	ASSERT_EQ(0, check_windows(&self->l, n, 8, 9, 1));
 }
 
