@@ -86,6 +86,30 @@ extern "C" {
         len: u64,
         translated: bool,
     ) -> bool;
+    fn vfio_pci_dmabuf_shim_dma_translated(dev: *mut bindings::device) -> bool;
+    fn vfio_pci_dmabuf_shim_iova_alloc(
+        dev: *mut bindings::device,
+        phys: u64,
+        size: u64,
+        addr: *mut u64,
+    ) -> bool;
+    fn vfio_pci_dmabuf_shim_iova_link(
+        dev: *mut bindings::device,
+        addr: u64,
+        size: u64,
+        phys: u64,
+        offset: u64,
+        len: u64,
+        dir: bindings::dma_data_direction,
+    ) -> c_int;
+    fn vfio_pci_dmabuf_shim_iova_sync(dev: *mut bindings::device, addr: u64, size: u64) -> c_int;
+    fn vfio_pci_dmabuf_shim_iova_destroy(
+        dev: *mut bindings::device,
+        addr: u64,
+        size: u64,
+        mapped: u64,
+        dir: bindings::dma_data_direction,
+    );
 }
 
 /// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
@@ -487,6 +511,54 @@ impl Device {
         Ok(addr)
     }
 
+    /// Whether an IOMMU domain of the DMA API translates this device's DMA:
+    /// then a whole buffer can be one IOVA range ([`Self::iova_range`]).
+    pub(crate) fn dma_translated(&self) -> bool {
+        // SAFETY: Valid device; reads its DMA ops flag.
+        unsafe { vfio_pci_dmabuf_shim_dma_translated(self.as_raw()) }
+    }
+
+    /// Reserves one IOVA range of `size` bytes for this device, whose first
+    /// byte will map CPU physical address `phys` (`dma_iova_try_alloc()`);
+    /// `None` when the device is not translated or no range is free.
+    pub(crate) fn iova_range(
+        &self,
+        phys: u64,
+        size: u64,
+        dir: bindings::dma_data_direction,
+    ) -> Option<IovaRange<'_>> {
+        let mut addr = 0;
+        // SAFETY: Valid device; `addr` is a local. What is reserved is freed
+        // by the guard returned.
+        if !unsafe { vfio_pci_dmabuf_shim_iova_alloc(self.as_raw(), phys, size, &mut addr) } {
+            return None;
+        }
+        Some(IovaRange {
+            dev: self,
+            addr,
+            size,
+            linked: 0,
+            dir,
+        })
+    }
+
+    /// Unmaps and frees an IOVA range that [`IovaRange::keep`] kept.
+    ///
+    /// # Safety
+    ///
+    /// `addr` and `size` are the start and size of a range reserved for this
+    /// device, fully linked with `dir` and kept; it is destroyed once.
+    pub(crate) unsafe fn iova_destroy(
+        &self,
+        addr: u64,
+        size: u64,
+        dir: bindings::dma_data_direction,
+    ) {
+        // SAFETY: Valid device; per the caller, a kept range of this device,
+        // linked in full, destroyed once.
+        unsafe { vfio_pci_dmabuf_shim_iova_destroy(self.as_raw(), addr, size, size, dir) }
+    }
+
     /// Undoes one [`Self::map_resource`] of `len` bytes at `addr`.
     pub(crate) fn unmap_resource(&self, addr: u64, len: u64, dir: bindings::dma_data_direction) {
         // SAFETY: Valid device; (addr, len, dir) is a mapping made by
@@ -498,6 +570,75 @@ impl Device {
                 len as usize,
                 dir,
                 bindings::DMA_ATTR_SKIP_CPU_SYNC as usize,
+            )
+        }
+    }
+}
+
+/// An IOVA range reserved for a device (the DMA IOVA API), linked from its
+/// start: MMIO runs mapped one after the other. Dropping it unmaps what was
+/// linked and frees the range, unless [`IovaRange::keep`] kept it.
+pub(crate) struct IovaRange<'a> {
+    dev: &'a Device,
+    addr: u64,
+    size: u64,
+    /// Bytes linked from the start.
+    linked: u64,
+    dir: bindings::dma_data_direction,
+}
+
+impl IovaRange<'_> {
+    /// The range's first DMA address.
+    pub(crate) fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// Maps `len` bytes of MMIO at CPU physical address `phys` right after
+    /// what is linked (`dma_iova_link()`); on failure nothing of them is.
+    pub(crate) fn link(&mut self, phys: u64, len: u64) -> Result {
+        // SAFETY: Valid device; the range is reserved for it and the link's
+        // bounds are checked by `dma_iova_link()`.
+        to_result(unsafe {
+            vfio_pci_dmabuf_shim_iova_link(
+                self.dev.as_raw(),
+                self.addr,
+                self.size,
+                phys,
+                self.linked,
+                len,
+                self.dir,
+            )
+        })?;
+        self.linked += len;
+        Ok(())
+    }
+
+    /// Makes every link usable by the device (`dma_iova_sync()`).
+    pub(crate) fn sync(&self) -> Result {
+        // SAFETY: Valid device; the range is reserved for it.
+        to_result(unsafe {
+            vfio_pci_dmabuf_shim_iova_sync(self.dev.as_raw(), self.addr, self.size)
+        })
+    }
+
+    /// Keeps the range mapped past the guard, for
+    /// [`Device::iova_destroy`].
+    pub(crate) fn keep(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for IovaRange<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Valid device; the range is reserved for it, `linked` bytes
+        // from its start are mapped with `dir`, and it is destroyed once.
+        unsafe {
+            vfio_pci_dmabuf_shim_iova_destroy(
+                self.dev.as_raw(),
+                self.addr,
+                self.size,
+                self.linked,
+                self.dir,
             )
         }
     }

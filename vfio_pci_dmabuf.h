@@ -42,5 +42,14 @@ void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
 int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);
 bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 				    bool translated);
+bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev);
+bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev, u64 phys, u64 size,
+				     u64 *addr);
+int vfio_pci_dmabuf_shim_iova_link(struct device *dev, u64 addr, u64 size,
+				   u64 phys, u64 offset, u64 len,
+				   enum dma_data_direction dir);
+int vfio_pci_dmabuf_shim_iova_sync(struct device *dev, u64 addr, u64 size);
+void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
+				       u64 mapped, enum dma_data_direction dir);
 
 #endif

@@ -9,8 +9,10 @@
 //!
 //! Importers must be dynamic (`move_notify`) and allow peer-to-peer; each
 //! gets DMA addresses for the path between its device and the BAR: PCI bus
-//! addresses through a switch, `dma_map_resource()` addresses through a host
-//! bridge that allows P2P, and a refusal otherwise.
+//! addresses through a switch; through a host bridge that allows P2P, one
+//! IOVA range for the whole buffer where an IOMMU translates the importer's
+//! DMA (the DMA IOVA API), a `dma_map_resource()` per contiguous run where
+//! none does; a refusal otherwise.
 //!
 //! Access is revoked, with `move_notify`, whenever vfio-pci zaps the user's
 //! BAR mappings (memory decode off, resets, low power) and given back once
@@ -35,10 +37,10 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, Attachment, Bar, CoreDevice, DeviceLink, DmaBuf, Exporter,
+    check_feature, read_ranges, Attachment, Bar, CoreDevice, Device, DeviceLink, DmaBuf, Exporter,
     MemoryLocked, PciDevRef, SgTable, SgTableBuilder,
 };
-use vfio_pci_dmabuf_ranges::{runs, validate, Range, RangeError, Segments, MAX_RANGES};
+use vfio_pci_dmabuf_ranges::{runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
 
@@ -70,6 +72,8 @@ struct Buffer {
     provider: PciDevRef,
     bar: Bar,
     ranges: KVVec<Range>,
+    /// The buffer's size: the ranges' lengths added up.
+    size: u64,
 }
 
 impl Buffer {
@@ -142,6 +146,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             RangeError::Invalid => EINVAL,
             RangeError::Overflow => eoverflow(),
         })?;
+    let buffer_size = size;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
 
     // The BAR is vfio's before any of it is handed out: a range held by
@@ -157,6 +162,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             provider: dev.pdev().get(),
             bar,
             ranges: list,
+            size: buffer_size,
         },
         GFP_KERNEL,
     )?;
@@ -222,9 +228,55 @@ fn cleanup(locked: &MemoryLocked<'_>) {
     });
 }
 
-/// How an attachment's device reaches the BAR, decided at attach time.
-fn map_path(attach: &Attachment<Buffer>) -> bindings::pci_p2pdma_map_type {
-    attach.exporter_value() as bindings::pci_p2pdma_map_type
+/// How an attachment's device reaches the BAR, decided at attach time and
+/// kept as the attachment's exporter value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// PCI bus addresses, through a switch.
+    Bus = 1,
+    /// Through the host bridge, the importer's DMA untranslated: one
+    /// `dma_map_resource()` per contiguous run.
+    Host = 2,
+    /// Through the host bridge and an IOMMU domain: one IOVA range for the
+    /// whole buffer, each run linked into it.
+    HostIova = 3,
+}
+
+fn map_path(attach: &Attachment<Buffer>) -> Path {
+    match attach.exporter_value() {
+        1 => Path::Bus,
+        2 => Path::Host,
+        _ => Path::HostIova,
+    }
+}
+
+/// `map` for [`Path::HostIova`]: one IOVA range of the buffer's size, the
+/// runs linked into it in buffer order and synchronised once; the table
+/// cuts it only at the importer's limits. Any failure undoes what was
+/// linked and frees the range: `ENOMEM`, also when no range is free.
+fn map_one_iova(
+    dev: &Device,
+    buffer: &Buffer,
+    limits: Limits,
+    dir: bindings::dma_data_direction,
+) -> Result<SgTable> {
+    let first = buffer.ranges.first().ok_or(EINVAL)?;
+    let mut iova = dev
+        .iova_range(buffer.bar.phys + first.offset, buffer.size, dir)
+        .ok_or(ENOMEM)?;
+    for run in runs(&buffer.ranges) {
+        iova.link(buffer.bar.phys + run.offset, run.length)
+            .map_err(|_| ENOMEM)?;
+    }
+    iova.sync().map_err(|_| ENOMEM)?;
+    let segments = || Segments::new(iova.addr(), buffer.size, limits);
+    let mut table = SgTableBuilder::new(segments().count())?;
+    for (addr, len) in segments() {
+        table.push(addr, len, false)?;
+    }
+    let table = table.finish()?;
+    iova.keep();
+    Ok(table)
 }
 
 impl Exporter for Buffer {
@@ -236,19 +288,24 @@ impl Exporter for Buffer {
         if buffer.revoked.load(Ordering::Relaxed) {
             return Err(ENODEV);
         }
-        let path = buffer.provider.p2p_map_type(attach.dev());
-        match path {
-            bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR
-            | bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
-                attach.set_exporter_value(path as usize);
-                Ok(())
+        let path = match buffer.provider.p2p_map_type(attach.dev()) {
+            bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR => Path::Bus,
+            bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
+                if attach.dev().dma_translated() {
+                    Path::HostIova
+                } else {
+                    Path::Host
+                }
             }
-            _ => Err(eopnotsupp()),
-        }
+            _ => return Err(eopnotsupp()),
+        };
+        attach.set_exporter_value(path as usize);
+        Ok(())
     }
 
     /// Builds the importer's table: one entry per segment of each contiguous
-    /// run, at bus addresses or at addresses mapped through the DMA API.
+    /// run, at bus addresses or at addresses mapped through the DMA API; of
+    /// the buffer's one IOVA range where an IOMMU translates.
     fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
         let buffer = attach.dmabuf().data();
         if buffer.revoked.load(Ordering::Relaxed) {
@@ -261,7 +318,13 @@ impl Exporter for Buffer {
             .dma_limits()
             .in_pages(bindings::PAGE_SIZE as u64)
             .ok_or(EINVAL)?;
-        let bus_path = map_path(attach) == bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR;
+        let path = map_path(attach);
+        // Through an IOMMU the IOVA range is allocated within the importer's
+        // DMA mask.
+        if path == Path::HostIova {
+            return map_one_iova(dev, buffer, limits, dir);
+        }
+        let bus_path = path == Path::Bus;
         // An importer whose DMA mask does not reach the BAR (a 32-bit device,
         // a BAR above 4 GiB, no IOMMU to translate) is refused: it would
         // address something else.
@@ -312,12 +375,22 @@ impl Exporter for Buffer {
         Ok(table)
     }
 
-    /// Undoes `map`: the DMA API mappings of each run; the table is freed
-    /// after.
+    /// Undoes `map`: the DMA API mappings of each run, or the buffer's IOVA
+    /// range; the table is freed after.
     fn unmap(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
         let buffer = attach.dmabuf().data();
-        if map_path(attach) != bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE {
-            return;
+        match map_path(attach) {
+            Path::Bus => return,
+            Path::HostIova => {
+                if let Some((addr, _)) = table.entries().next() {
+                    // SAFETY: `map_one_iova` built `table` for this device
+                    // from one kept range of the buffer's size, starting at
+                    // its first entry; the dma-buf core unmaps a table once.
+                    unsafe { attach.dev().iova_destroy(addr, buffer.size, dir) };
+                }
+                return;
+            }
+            Path::Host => {}
         }
         let mut entries = table.entries();
         // Each run starts at its first entry and spans `run.length` bytes of

@@ -168,3 +168,52 @@ bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 		return true;
 	return len && addr + len - 1 >= addr && addr + len - 1 <= limit;
 }
+
+/*
+ * One IOVA range for a whole buffer (the DMA IOVA API), for an importer
+ * whose DMA an IOMMU domain of the DMA API translates.  Rust keeps the
+ * range as its address and size; each call rebuilds the state from them.
+ * Links are MMIO: no cache maintenance, never bounced.
+ */
+#define VFIO_PCI_DMABUF_IOVA_ATTRS (DMA_ATTR_MMIO | DMA_ATTR_SKIP_CPU_SYNC)
+
+bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev)
+{
+	return use_dma_iommu(dev);
+}
+
+bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev, u64 phys, u64 size,
+				     u64 *addr)
+{
+	struct dma_iova_state state;
+
+	if (!dma_iova_try_alloc(dev, &state, phys, size))
+		return false;
+	*addr = state.addr;
+	return true;
+}
+
+int vfio_pci_dmabuf_shim_iova_link(struct device *dev, u64 addr, u64 size,
+				   u64 phys, u64 offset, u64 len,
+				   enum dma_data_direction dir)
+{
+	struct dma_iova_state state = { .addr = addr, .__size = size };
+
+	return dma_iova_link(dev, &state, phys, offset, len, dir,
+			     VFIO_PCI_DMABUF_IOVA_ATTRS);
+}
+
+int vfio_pci_dmabuf_shim_iova_sync(struct device *dev, u64 addr, u64 size)
+{
+	struct dma_iova_state state = { .addr = addr, .__size = size };
+
+	return dma_iova_sync(dev, &state, 0, size);
+}
+
+void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
+				       u64 mapped, enum dma_data_direction dir)
+{
+	struct dma_iova_state state = { .addr = addr, .__size = size };
+
+	dma_iova_destroy(dev, &state, mapped, dir, VFIO_PCI_DMABUF_IOVA_ATTRS);
+}
