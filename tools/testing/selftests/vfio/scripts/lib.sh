@@ -29,7 +29,7 @@ ticking() {
 	( while sleep 60; do log "$what: still going, $((SECONDS - t0)) s"; done ) &
 	ticker=$!
 	"$@" || rc=$?
-	kill "$ticker" 2>/dev/null
+	kill "$ticker" 2>/dev/null || true
 	wait "$ticker" 2>/dev/null || true
 	return $rc
 }

@@ -145,12 +145,15 @@ mon=()
 (
 	t0=$SECONDS
 	while sleep 60; do
-		p=$(grep -a '^### BEGIN' "$logf" 2>/dev/null | tail -n 1 | cut -d' ' -f3)
+		# no BEGIN yet is no error: under errexit and pipefail grep's
+		# status 1 would end the ticker
+		p=$(grep -a '^### BEGIN' "$logf" 2>/dev/null | tail -n 1 | cut -d' ' -f3 || true)
 		log "$scenario: ${p:-booting}, guest running for $((SECONDS - t0)) s"
 	done
 ) &
 ticker=$!
-trap 'kill $ticker 2>/dev/null' EXIT
+# An ended ticker is no failure of the run either.
+trap 'kill $ticker 2>/dev/null || true' EXIT
 timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 	qemu-system-x86_64 -M "$machine" -accel "$tcg" -cpu "$cpu" -smp 2 -m 2G \
 	-nographic -no-reboot -nodefaults -serial stdio \
