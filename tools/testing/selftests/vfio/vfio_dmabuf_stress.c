@@ -139,7 +139,9 @@ static int inside(const struct buf *b, uint64_t p, uint64_t len)
 static void *importer_thread(void *arg)
 {
 	struct vdi_segment segs[64];
+	uint64_t pages[1024];
 	unsigned int seed = seedp();
+	int np;
 
 	while (!stopping()) {
 		struct sdev *s;
@@ -179,16 +181,18 @@ static void *importer_thread(void *arg)
 				break;
 			}
 			count(&s->maps_ok);
-			for (int i = 0; i < n && i < 64; i++) {
-				if (inside(&b, segs[i].phys, segs[i].len))
+			/* every page of the mapping, wherever the segments cut it */
+			np = importer_pages(imp, pages, ARRAY_SIZE(pages));
+			if (np < 0 && np != -ENXIO)
+				fail("pages", -np);
+			for (int i = 0; i < np && i < (int)ARRAY_SIZE(pages); i++) {
+				if (inside(&b, pages[i], PAGE))
 					continue;
-				fail("segment outside the ranges", EFAULT);
-				ksft_print_msg("%s seg %d/%d: 0x%llx+0x%llx phys 0x%llx bus %u\n",
-					       s->bdf, i, n,
-					       (unsigned long long)segs[i].addr,
-					       (unsigned long long)segs[i].len,
-					       (unsigned long long)segs[i].phys,
-					       segs[i].bus_addr);
+				fail("page outside the ranges", EFAULT);
+				ksft_print_msg("%s page %d/%d of %d segments: phys 0x%llx\n",
+					       s->bdf, i, np, n,
+					       (unsigned long long)pages[i]);
+				break;
 			}
 			if (importer_unmap(imp) && errno != ENOENT)
 				fail("unmap", errno);

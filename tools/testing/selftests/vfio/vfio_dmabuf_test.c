@@ -37,6 +37,8 @@ FIXTURE(dmabuf) {
 	struct vdev d;
 	uint64_t bar_size, phys;
 	const char *importer, *path;
+	/* through the host bridge and an IOMMU: one IOVA range per buffer */
+	int one_iova;
 	struct vdi_segment *segs;
 };
 
@@ -54,6 +56,7 @@ FIXTURE_SETUP(dmabuf)
 	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
 	self->importer = env_or("VFIO_DMABUF_IMPORTER", "");
 	self->path = env_or("VFIO_DMABUF_PATH", "none");
+	self->one_iova = !strcmp(self->path, "host") && dma_translated(self->importer);
 	self->segs = calloc(MAX_SEGS, sizeof(*self->segs));
 	ASSERT_NE(NULL, self->segs);
 }
@@ -133,31 +136,28 @@ static void attach_probe_stop(struct __test_metadata *_metadata,
 }
 
 /*
- * Checks the @nents segments in self->segs against a reference model of
- * the table the exporter must build: ranges that follow each other in the
- * BAR merge into runs; each run's DMA addresses follow each other from its
- * first segment's and are cut at @max_seg and at multiples of @boundary +
- * 1.  Every page of every segment must map back to the right BAR bytes:
- * the importer translates a bus address through the host bridge's windows
- * (on q35 a bus address equals the CPU address, so only this conversion
- * tells a bus address from a CPU one) and an IOVA page by page through the
- * IOMMU.
+ * Checks the @nents segments in self->segs, of importer @imp's mapping,
+ * against a reference model of the table the exporter must build: ranges
+ * that follow each other in the BAR merge into runs, and through an IOMMU
+ * (self->one_iova) the whole buffer is one run of IOVA space; each run's
+ * DMA addresses follow each other from its first segment's and are cut at
+ * @max_seg and at multiples of @boundary + 1.  Every page of every segment
+ * must map back to the right BAR bytes: the importer translates a bus
+ * address through the host bridge's windows (on q35 a bus address equals
+ * the CPU address, so only this conversion tells a bus address from a CPU
+ * one) and an IOVA page by page through the IOMMU.
  */
-#define check_segments(r, n, nents, max_seg, boundary)			\
-	__check_segments(_metadata, self->segs, self->phys,		\
-			 !strcmp(self->path, "bus"), r, n, nents, max_seg,	\
-			 boundary)
+#define check_segments(imp, r, n, nents, max_seg, boundary)		\
+	__check_segments(_metadata, imp, self->segs, self->phys,	\
+			 !strcmp(self->path, "bus"), self->one_iova, r, n,	\
+			 nents, max_seg, boundary)
 
-/*
- * After one revocation and restoration of @imp's mapping of the one range
- * @r: two move_notify calls, and a new map gives the same segment again.
- */
 #define check_restored(imp, r) do {					\
 	int __imp = (imp);						\
 									\
 	ASSERT_EQ(2, importer_moves(__imp));				\
 	ASSERT_EQ(1, importer_map(__imp, self->segs, MAX_SEGS));	\
-	check_segments(r, 1, 1, 65536, ~0ULL);				\
+	check_segments(__imp, r, 1, 1, 65536, ~0ULL);			\
 } while (0)
 
 /*
@@ -177,13 +177,14 @@ static void attach_probe_stop(struct __test_metadata *_metadata,
 	ASSERT_EQ(__on, __vi.watched);					\
 } while (0)
 
-static void __check_segments(struct __test_metadata *_metadata,
+static void __check_segments(struct __test_metadata *_metadata, int imp,
 			     const struct vdi_segment *segs, uint64_t phys,
-			     int bus, const struct vfio_region_dma_range *r,
-			     int n, int nents, uint64_t max_seg,
-			     uint64_t boundary)
+			     int bus, int one_iova,
+			     const struct vfio_region_dma_range *r, int n,
+			     int nents, uint64_t max_seg, uint64_t boundary)
 {
-	int idx = 0;
+	uint64_t total = 0, *pages;
+	int idx = 0, k = 0;
 
 	/* whole pages only: the limit is cut down to a page multiple */
 	max_seg &= ~(PAGE - 1);
@@ -191,8 +192,9 @@ static void __check_segments(struct __test_metadata *_metadata,
 	for (int i = 0; i < n;) {
 		uint64_t off = r[i].offset, len = r[i].length, base, addr;
 
-		for (i++; i < n && off + len == r[i].offset; i++)
+		for (i++; i < n && (one_iova || off + len == r[i].offset); i++)
 			len += r[i].length;
+		total += len;
 		ASSERT_LT(idx, nents);
 		/* a run's DMA addresses follow each other from its first */
 		base = segs[idx].addr;
@@ -208,14 +210,33 @@ static void __check_segments(struct __test_metadata *_metadata,
 			ASSERT_EQ(addr, segs[idx].addr);
 			ASSERT_EQ(l, segs[idx].len);
 			/* every page, back to the CPU address of the BAR */
-			ASSERT_EQ(phys + off + (addr - base), segs[idx].phys);
-			ASSERT_EQ(l / PAGE, segs[idx].pages_ok);
+			if (!one_iova) {
+				ASSERT_EQ(phys + off + (addr - base), segs[idx].phys);
+				ASSERT_EQ(l / PAGE, segs[idx].pages_ok);
+			}
 			ASSERT_EQ(bus, segs[idx].bus_addr);
 			ASSERT_EQ(0, (segs[idx].addr | segs[idx].len) % PAGE);
 			addr += l;
 		}
 	}
 	ASSERT_EQ(idx, nents);
+	if (!one_iova)
+		return;
+	/* one IOVA range over scattered ranges: each page to its BAR page */
+	pages = calloc(total / PAGE, sizeof(*pages));
+	ASSERT_NE(NULL, pages);
+	ASSERT_EQ((int)(total / PAGE), importer_pages(imp, pages, total / PAGE));
+	for (int i = 0, ok = 1; i < n && ok; i++)
+		for (uint64_t o = 0; o < r[i].length && ok; o += PAGE)
+			if (pages[k] == phys + r[i].offset + o)
+				k++;
+			else
+				ok = 0;
+	ASSERT_EQ((int)(total / PAGE), k) {
+		TH_LOG("page %d of the buffer translates to 0x%llx", k,
+		       (unsigned long long)pages[k]);
+	}
+	free(pages);
 }
 
 /* Creates a one-range buffer, imports and maps it; returns the importer. */
@@ -503,8 +524,9 @@ TEST_F(dmabuf, segments_merge_and_order)
 	imp = importer_attach(buf, self->importer, 0);
 	ASSERT_GE(imp, 0);
 	nents = importer_map(imp, self->segs, MAX_SEGS);
-	ASSERT_EQ(4, nents);
-	check_segments(r, n, nents, 65536, ~0ULL);
+	/* four runs; through an IOMMU one IOVA range of 9 pages */
+	ASSERT_EQ(self->one_iova ? 1 : 4, nents);
+	check_segments(imp, r, n, nents, 65536, ~0ULL);
 	close(imp);
 	close(buf);
 }
@@ -524,20 +546,81 @@ TEST_F(dmabuf, segments_split)
 	ASSERT_GE(imp, 0);
 	/* PCI's default max segment: 64 KiB */
 	nents = importer_map(imp, self->segs, MAX_SEGS);
-	check_segments(r, 2, nents, 65536, ~0ULL);
+	check_segments(imp, r, 2, nents, 65536, ~0ULL);
 	ASSERT_EQ(0, importer_unmap(imp));
 	/* 16 KiB segments, 64 KiB boundary */
 	ASSERT_EQ(0, importer_limits(imp, 16384, 0xffff));
 	nents = importer_map(imp, self->segs, MAX_SEGS);
-	check_segments(r, 2, nents, 16384, 0xffff);
+	check_segments(imp, r, 2, nents, 16384, 0xffff);
 	ASSERT_EQ(0, importer_unmap(imp));
 	/* the whole 64-bit range in one segment when the device allows it */
 	ASSERT_EQ(0, importer_limits(imp, 1U << 31, ~0ULL));
 	nents = importer_map(imp, self->segs, MAX_SEGS);
-	ASSERT_EQ(2, nents);
-	check_segments(r, 2, nents, 1U << 31, ~0ULL);
+	ASSERT_EQ(self->one_iova ? 1 : 2, nents);
+	check_segments(imp, r, 2, nents, 1U << 31, ~0ULL);
 	close(imp);
 	close(buf);
+}
+
+/*
+ * Through a host bridge with an IOMMU, a buffer of many scattered ranges is
+ * one IOVA range: its entries follow each other in IOVA space, cut only at
+ * the importer's limits, and every page translates to its own BAR page.
+ * Once unmapped -- by the importer or by a revocation -- no page of it
+ * translates any more.
+ */
+TEST_F(dmabuf, one_iova_range)
+{
+	int n = 1024, buf, imp, nents;
+	struct vfio_region_dma_range *r = calloc(n, sizeof(*r));
+	struct vdi_info vi;
+
+	if (!self->one_iova)
+		SKIP(return, "the importer's DMA is not translated by an IOMMU in this scenario");
+	ASSERT_NE(NULL, r);
+	/* every third page from the second, then out of BAR order: the last page first */
+	page_ranges(r, n, PAGE, 3);
+	r[0].offset = self->bar_size - PAGE;
+	r[1].length = 2 * PAGE;		/* runs into r[2]'s page's neighbour */
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, VDI_CHECK_UNMAP);
+	ASSERT_GE(imp, 0);
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ((n + 1) * PAGE / 65536 + 1, nents);
+	check_segments(imp, r, n, nents, 65536, ~0ULL);
+
+	/* the importer lets go: none of it stays translated */
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	ASSERT_EQ(n + 1, vi.unmap_checked);
+	ASSERT_EQ(0, vi.unmap_stale);
+
+	/* a revocation takes it away the same way */
+	ASSERT_EQ(nents, importer_map(imp, self->segs, MAX_SEGS));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	ASSERT_EQ(1, vi.move_notify);
+	ASSERT_EQ(2 * (n + 1), vi.unmap_checked);
+	ASSERT_EQ(0, vi.unmap_stale);
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+
+	/* the whole range in one segment; 16 KiB segments, 64 KiB boundary */
+	ASSERT_EQ(0, importer_limits(imp, 1U << 31, ~0ULL));
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	check_segments(imp, r, n, 1, 1U << 31, ~0ULL);
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_limits(imp, 16384, 0xffff));
+	nents = importer_map(imp, self->segs, MAX_SEGS);
+	ASSERT_EQ((n + 1) * PAGE / 16384 + 1, nents);
+	check_segments(imp, r, n, nents, 16384, 0xffff);
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	ASSERT_EQ(4 * (n + 1), vi.unmap_checked);
+	ASSERT_EQ(0, vi.unmap_stale);
+	close(imp);
+	close(buf);
+	free(r);
 }
 
 TEST_F(dmabuf, many_ranges_and_whole_bar)
@@ -554,8 +637,9 @@ TEST_F(dmabuf, many_ranges_and_whole_bar)
 	imp = importer_attach(buf, self->importer, 0);
 	ASSERT_GE(imp, 0);
 	nents = importer_map(imp, self->segs, MAX_SEGS);
-	ASSERT_EQ(n, nents);
-	check_segments(r, n, nents, 65536, ~0ULL);
+	/* through an IOMMU one IOVA range: 64 KiB segments */
+	ASSERT_EQ(self->one_iova ? n * PAGE / 65536 : n, nents);
+	check_segments(imp, r, n, nents, 65536, ~0ULL);
 	close(imp);
 	close(buf);
 
@@ -571,7 +655,7 @@ TEST_F(dmabuf, many_ranges_and_whole_bar)
 	ASSERT_EQ(0, importer_limits(imp, 1U << 31, ~0ULL));
 	nents = importer_map(imp, self->segs, MAX_SEGS);
 	ASSERT_EQ(1, nents);
-	check_segments(r, n, nents, 1U << 31, ~0ULL);
+	check_segments(imp, r, n, nents, 1U << 31, ~0ULL);
 	close(imp);
 	close(buf);
 	free(r);
@@ -580,7 +664,8 @@ TEST_F(dmabuf, many_ranges_and_whole_bar)
 TEST_F(dmabuf, many_attachments)
 {
 	struct vfio_region_dma_range r[] = { { 0, 4 * PAGE }, { 64 * PAGE, PAGE } };
-	int buf, imp[8];
+	/* two runs; through an IOMMU one IOVA range of 5 pages */
+	int buf, imp[8], nents = self->one_iova ? 1 : 2;
 
 	if (!strcmp(self->path, "none"))
 		SKIP(return, NO_PATH_SKIP);
@@ -589,13 +674,13 @@ TEST_F(dmabuf, many_attachments)
 	for (int i = 0; i < 8; i++) {
 		imp[i] = importer_attach(buf, self->importer, 0);
 		ASSERT_GE(imp[i], 0);
-		ASSERT_EQ(2, importer_map(imp[i], self->segs, MAX_SEGS));
+		ASSERT_EQ(nents, importer_map(imp[i], self->segs, MAX_SEGS));
 	}
 	/* The importers keep the buffer alive after its fd is closed. */
 	close(buf);
 	for (int i = 0; i < 8; i++) {
 		ASSERT_EQ(0, importer_unmap(imp[i]));
-		ASSERT_EQ(2, importer_map(imp[i], self->segs, MAX_SEGS));
+		ASSERT_EQ(nents, importer_map(imp[i], self->segs, MAX_SEGS));
 		close(imp[i]);
 	}
 }
@@ -996,6 +1081,7 @@ TEST_F(dmabuf, fault_injection)
 {
 	struct vfio_region_dma_range r[64];
 	int refs = core_refcnt(), next_fd, buf, imp, n, ret, injected = 0;
+	int nents;
 
 	if (fault_injection_setup() || fail_nth(0))
 		SKIP(return, "no fault injection (failslab, page alloc, debugfs, stack filter)");
@@ -1032,18 +1118,20 @@ TEST_F(dmabuf, fault_injection)
 	ASSERT_GE(buf, 0);
 	imp = importer_attach(buf, self->importer, 0);
 	ASSERT_GE(imp, 0);
+	/* 64 one-page runs; through an IOMMU one IOVA range: 4 x 64 KiB */
+	nents = self->one_iova ? 4 : 64;
 	for (n = 1, injected = 0; n < 1000; n++) {
 		ASSERT_EQ(0, fail_nth(n));
 		ret = importer_map(imp, self->segs, MAX_SEGS);
 		if (fail_nth_left()) {
 			ASSERT_EQ(0, fail_nth(0));
-			ASSERT_EQ(64, ret);
+			ASSERT_EQ(nents, ret);
 			break;
 		}
 		injected++;
 		if (ret >= 0) {		/* absorbed: the table is whole */
-			ASSERT_EQ(64, ret);
-			check_segments(r, 64, 64, 65536, ~0ULL);
+			ASSERT_EQ(nents, ret);
+			check_segments(imp, r, 64, nents, 65536, ~0ULL);
 			ASSERT_EQ(0, importer_unmap(imp));
 			continue;
 		}
@@ -1053,7 +1141,7 @@ TEST_F(dmabuf, fault_injection)
 	}
 	ASSERT_LT(n, 1000);
 	TH_LOG("map: %d allocations failed in turn", injected);
-	check_segments(r, 64, 64, 65536, ~0ULL);
+	check_segments(imp, r, 64, nents, 65536, ~0ULL);
 	close(imp);
 	close(buf);
 }
@@ -1208,8 +1296,8 @@ TEST_F(dmabuf, bar_over_4gib)
 	ASSERT_EQ(0, importer_limits(imp, UINT32_MAX, ~0ULL));
 	nents = importer_map(imp, self->segs, MAX_SEGS);
 	ASSERT_EQ((size + top - 1) / top, nents);
-	__check_segments(_metadata, self->segs, phys, bus, r, 1, nents,
-			 UINT32_MAX, ~0ULL);
+	__check_segments(_metadata, imp, self->segs, phys, bus, self->one_iova,
+			 r, 1, nents, UINT32_MAX, ~0ULL);
 	close(imp);
 	close(buf);
 
@@ -1224,8 +1312,8 @@ TEST_F(dmabuf, bar_over_4gib)
 	ASSERT_EQ(0, importer_limits(imp, UINT32_MAX, ~0ULL));
 	nents = importer_map(imp, self->segs, MAX_SEGS);
 	ASSERT_EQ(4, nents);
-	__check_segments(_metadata, self->segs, phys, bus, r, 3, nents,
-			 UINT32_MAX, ~0ULL);
+	__check_segments(_metadata, imp, self->segs, phys, bus, self->one_iova,
+			 r, 3, nents, UINT32_MAX, ~0ULL);
 	/* a limit under one page fits no page: refused at map time */
 	ASSERT_EQ(0, importer_unmap(imp));
 	ASSERT_EQ(0, importer_limits(imp, PAGE - 1, ~0ULL));

@@ -444,6 +444,19 @@ static inline int importer_map(int imp, struct vdi_segment *segs, uint32_t max)
 	return m.nents;
 }
 
+/*
+ * The CPU physical address behind each page of @imp's mapping, up to @max;
+ * returns the mapping's page count or -errno (VDI_IOC_PAGES).
+ */
+static inline int importer_pages(int imp, uint64_t *phys, uint32_t max)
+{
+	struct vdi_pages p = { .phys = (uintptr_t)phys, .max = max };
+
+	if (ioctl(imp, VDI_IOC_PAGES, &p))
+		return -errno;
+	return p.count;
+}
+
 static inline int importer_unmap(int imp)
 {
 	return ioctl(imp, VDI_IOC_UNMAP) ? -errno : 0;

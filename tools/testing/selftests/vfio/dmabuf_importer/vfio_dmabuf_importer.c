@@ -51,6 +51,14 @@ struct vdi {
 	struct pci_dev *watch;		/* VDI_IOC_WATCH */
 	u32 watched;			/* VDI_WATCH_* */
 	u32 watched_revoke;		/* ... when a mapping was dropped */
+
+	/* VDI_CHECK_UNMAP: the IOVA ranges of the mapping held, if translated */
+	bool check_unmap;
+	struct vdi_range {
+		u64 addr, len;
+	} *held;
+	unsigned int nheld;
+	atomic64_t unmap_checked, unmap_stale;
 };
 
 /* Lock of every fence: a signalled fence may outlive its importer. */
@@ -104,12 +112,56 @@ static void vdi_add_fence(struct vdi *v)
 
 static struct miscdevice vdi_misc;
 
+/* The IOMMU domain translating the importing device's DMA, if one does. */
+static struct iommu_domain *vdi_domain(struct vdi *v)
+{
+	struct iommu_domain *domain = iommu_get_domain_for_dev(v->attach->dev);
+
+	return domain && (domain->type & __IOMMU_DOMAIN_PAGING) ? domain : NULL;
+}
+
+/* VDI_CHECK_UNMAP: remembers the IOVA ranges of a new translated mapping. */
+static void vdi_hold_ranges(struct vdi *v)
+{
+	struct scatterlist *sg;
+	unsigned int i;
+
+	if (!v->check_unmap || !vdi_domain(v))
+		return;
+	v->held = kvcalloc(v->sgt->nents ?: 1, sizeof(*v->held), GFP_KERNEL);
+	if (!v->held)
+		return;
+	for_each_sgtable_dma_sg(v->sgt, sg, i)
+		v->held[i] = (struct vdi_range){ sg_dma_address(sg), sg_dma_len(sg) };
+	v->nheld = v->sgt->nents;
+}
+
+/* ... and looks every page of them up once the exporter unmapped them. */
+static void vdi_check_unmapped(struct vdi *v)
+{
+	struct iommu_domain *domain = vdi_domain(v);
+	unsigned int i;
+	u64 off;
+
+	for (i = 0; domain && i < v->nheld; i++) {
+		for (off = 0; off < v->held[i].len; off += PAGE_SIZE) {
+			atomic64_inc(&v->unmap_checked);
+			if (iommu_iova_to_phys(domain, v->held[i].addr + off))
+				atomic64_inc(&v->unmap_stale);
+		}
+	}
+	kvfree(v->held);
+	v->held = NULL;
+	v->nheld = 0;
+}
+
 static void vdi_unmap_locked(struct vdi *v)
 {
 	dma_resv_assert_held(v->dmabuf->resv);
 	if (v->sgt) {
 		dma_buf_unmap_attachment(v->attach, v->sgt, DMA_BIDIRECTIONAL);
 		v->sgt = NULL;
+		vdi_check_unmapped(v);
 	}
 }
 
@@ -187,7 +239,8 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
-	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI | VDI_DMA32))
+	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI | VDI_DMA32 |
+			VDI_CHECK_UNMAP))
 		return -EINVAL;
 	if (v->attach)
 		return -EBUSY;
@@ -227,6 +280,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 		goto err_put;
 	}
 	v->attach = attach;
+	v->check_unmap = a.flags & VDI_CHECK_UNMAP;
 	return 0;
 
 err_put:
@@ -306,9 +360,8 @@ static int vdi_map(struct vdi *v, struct vdi_map __user *uarg)
 		v->sgt = NULL;
 		goto unlock;
 	}
-	domain = iommu_get_domain_for_dev(v->attach->dev);
-	if (domain && !(domain->type & __IOMMU_DOMAIN_PAGING))
-		domain = NULL;
+	vdi_hold_ranges(v);
+	domain = vdi_domain(v);
 	m.nents = v->sgt->nents;
 	for_each_sgtable_dma_sg(v->sgt, sg, i) {
 		if (i >= m.max)
@@ -328,6 +381,69 @@ unlock:
 			ret = -EFAULT;
 	}
 	kvfree(segs);
+	return ret;
+}
+
+/* Most pages VDI_IOC_PAGES returns. */
+#define VDI_MAX_PAGES	(4 * 1024 * 1024)
+
+/* The CPU physical address behind DMA address @addr (see VDI_IOC_PAGES). */
+static u64 vdi_page_phys(struct vdi *v, struct iommu_domain *domain, u64 addr,
+			 bool bus)
+{
+	struct pci_bus_region region = { addr, addr + PAGE_SIZE - 1 };
+	struct resource res;
+
+	if (bus) {
+		if (!v->pdev)
+			return 0;
+		pcibios_bus_to_resource(v->pdev->bus, &res, &region);
+		return res.start;
+	}
+	return domain ? iommu_iova_to_phys(domain, addr) : addr;
+}
+
+static int vdi_pages(struct vdi *v, struct vdi_pages __user *uarg)
+{
+	struct iommu_domain *domain;
+	struct scatterlist *sg;
+	struct vdi_pages p;
+	unsigned int i;
+	u64 *phys, off;
+	int ret = 0;
+
+	if (!v->attach)
+		return -ENOTCONN;
+	if (copy_from_user(&p, uarg, sizeof(p)))
+		return -EFAULT;
+	p.max = min(p.max, VDI_MAX_PAGES);
+	phys = kvcalloc(p.max ?: 1, sizeof(*phys), GFP_KERNEL);
+	if (!phys)
+		return -ENOMEM;
+
+	dma_resv_lock(v->dmabuf->resv, NULL);
+	if (!v->sgt) {
+		ret = -ENXIO;
+		goto unlock;
+	}
+	domain = vdi_domain(v);
+	p.count = 0;
+	for_each_sgtable_dma_sg(v->sgt, sg, i) {
+		for (off = 0; off < sg_dma_len(sg); off += PAGE_SIZE, p.count++)
+			if (p.count < p.max)
+				phys[p.count] = vdi_page_phys(v, domain,
+							      sg_dma_address(sg) + off,
+							      sg_dma_is_bus_address(sg));
+		cond_resched();
+	}
+unlock:
+	dma_resv_unlock(v->dmabuf->resv);
+	if (!ret &&
+	    (copy_to_user(u64_to_user_ptr(p.phys), phys,
+			  (size_t)min(p.count, p.max) * sizeof(*phys)) ||
+	     copy_to_user(uarg, &p, sizeof(p))))
+		ret = -EFAULT;
+	kvfree(phys);
 	return ret;
 }
 
@@ -540,6 +656,8 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		info.fences_signalled = atomic_read(&v->fences_signalled);
 		info.watched = READ_ONCE(v->watched);
 		info.watched_revoke = READ_ONCE(v->watched_revoke);
+		info.unmap_checked = atomic64_read(&v->unmap_checked);
+		info.unmap_stale = atomic64_read(&v->unmap_stale);
 		if (v->attach) {
 			dma_resv_lock(v->dmabuf->resv, NULL);
 			info.mapped = !!v->sgt;
@@ -565,6 +683,9 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case VDI_IOC_DMA:
 		ret = vdi_dma(v, uarg);
+		break;
+	case VDI_IOC_PAGES:
+		ret = vdi_pages(v, uarg);
 		break;
 	default:
 		ret = -ENOTTY;

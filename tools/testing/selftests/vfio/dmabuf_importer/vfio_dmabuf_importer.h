@@ -23,6 +23,13 @@
  * sets its DMA mask, to 64 bits, or with VDI_DMA32 to 32 bits.
  */
 #define VDI_DMA32	0x8
+/*
+ * Each mapping the importer drops (unmap, move_notify, detach) is looked up
+ * again, page by page, in its device's IOMMU domain once the exporter has
+ * unmapped it: struct vdi_info counts the pages looked up and those still
+ * translated.  Only translated mappings are looked up.
+ */
+#define VDI_CHECK_UNMAP	0x10
 
 struct vdi_attach {
 	__s32 fd;		/* dma-buf file descriptor */
@@ -57,6 +64,21 @@ struct vdi_info {
 	__u32 fences_signalled;	/* fences of VDI_IOC_SET_FENCE signalled */
 	__u32 watched;		/* VDI_WATCH_*, at the last move_notify */
 	__u32 watched_revoke;	/* VDI_WATCH_*, at the last mapping dropped */
+	__u64 unmap_checked;	/* VDI_CHECK_UNMAP: pages looked up */
+	__u64 unmap_stale;	/* ... and found still translated */
+};
+
+/*
+ * VDI_IOC_PAGES: the CPU physical address behind each page of the current
+ * mapping, in buffer order (the segments' pages one after the other),
+ * converted as struct vdi_segment's @phys, 0 for a page the IOMMU does not
+ * translate.  @count is the number of pages of the mapping; the first @max
+ * are written to @phys.  ENXIO without a mapping.
+ */
+struct vdi_pages {
+	__u64 phys;		/* user pointer to __u64[max] */
+	__u32 max;
+	__u32 count;		/* out */
 };
 
 /* State of the device named by VDI_IOC_WATCH, as seen by move_notify. */
@@ -124,5 +146,6 @@ struct vdi_dma {
 /* PCI device ("dddd:bb:dd.f") whose state each move_notify samples. */
 #define VDI_IOC_WATCH		_IOW('V', 0xd8, char[32])
 #define VDI_IOC_DMA		_IOW('V', 0xd9, struct vdi_dma)
+#define VDI_IOC_PAGES		_IOWR('V', 0xda, struct vdi_pages)
 
 #endif
