@@ -8,9 +8,12 @@
 #                   and exits non-zero on any failure
 #   run.sh demo     boot one guest and walk through a multi-range dma-buf:
 #                   create, import, segments, reset, revocation, restoration
-#   run.sh bench    build a kernel without debug options and run the
-#                   benchmark (vfio_dmabuf_bench) in switch-noiommu; prints
-#                   its tables (see BENCHMARKS.md)
+#   run.sh bench [SCENARIO]
+#                   build a kernel without debug options and run the
+#                   benchmark (vfio_dmabuf_bench) in SCENARIO (default
+#                   switch-noiommu: bus addresses; rootport-iommu: through
+#                   the host bridge and an IOMMU); prints its tables (see
+#                   BENCHMARKS.md)
 #   run.sh vng [SCENARIO]
 #                   run the selftests of one scenario under virtme-ng instead
 #                   of the busybox initramfs (needs `pip install virtme-ng`)
@@ -61,15 +64,16 @@ cmd_demo() {
 }
 
 cmd_bench() {
-	local art
+	local art sc=${1:-switch-noiommu} log
 	"$SELFTEST_DIR/scripts/setup.sh"
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" bench)
+	log=$CACHE/logs/bench-$sc.log
 	VM_TIMEOUT=${VM_TIMEOUT:-3600} \
 	VM_APPEND="vfio_dmabuf.bench=full udmabuf.list_limit=262144 udmabuf.size_limit_mb=1024" \
-		"$SELFTEST_DIR/scripts/vm.sh" switch-noiommu "$art" "$CACHE/logs/bench.log" vfio_dmabuf_bench
-	sed -n '/### BEGIN vfio_dmabuf_bench/,/### END/p' "$CACHE/logs/bench.log" |
+		"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$log" vfio_dmabuf_bench
+	sed -n '/### BEGIN vfio_dmabuf_bench/,/### END/p' "$log" |
 		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
-	grep -q '^ok 1 benchmark' "$CACHE/logs/bench.log"
+	grep -q '^ok 1 benchmark' "$log"
 }
 
 cmd_vng() {
