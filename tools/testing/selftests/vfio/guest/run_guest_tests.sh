@@ -62,7 +62,8 @@ export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
 	VFIO_DMABUF_EXPORTER2=$exporter2 VFIO_DMABUF_IMPORTER=$importer \
 	VFIO_DMABUF_MF0=$mf0 VFIO_DMABUF_MF1=$mf1 VFIO_DMABUF_PATH=$path \
 	VFIO_DMABUF_MEMDEV=$memdev VFIO_DMABUF_DMADEV=$dmadev
-say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2 importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev path=$path"
+say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2" \
+	"importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev path=$path"
 
 # scripts/inject.sh: make the kernel report a lockup, a stall or a hung
 # task (test_lockup's parameters, comma-separated), to prove the runner

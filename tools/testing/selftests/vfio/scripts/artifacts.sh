@@ -33,7 +33,8 @@ log "packing the initramfs"
 root=$ART.new/initramfs
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,artifacts}
 cp /bin/busybox "$root/bin/busybox"
-cp "$SELFTEST_DIR/guest/init" "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
+cp "$SELFTEST_DIR/guest/init.sh" "$root/init"
+cp "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
 cp -r "$ART.new/modules" "$ART.new/tests" "$root/artifacts/"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$ART.new/initramfs.cpio.gz"
 rm -rf "$root"

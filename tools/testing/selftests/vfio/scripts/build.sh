@@ -34,7 +34,8 @@ mkdir -p "$OUT"
 mapfile -t MV < <(kmake_vars)
 kmake() { make -s -C "$TREE" O="$OUT" "${MV[@]}" -j"$JOBS" "$@"; }
 
-stamp=$( (cat "$frag"; cat "$TREE/.harness-series"; find "$TREE/drivers/vfio/pci" -name Kconfig -exec cat {} +) | sha1sum | cut -c1-40)
+stamp=$( (cat "$frag"; cat "$TREE/.harness-series"
+	find "$TREE/drivers/vfio/pci" -name Kconfig -exec cat {} +) | sha1sum | cut -c1-40)
 if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$stamp" ]; then
 	log "configuring $cfg"
 	kmake KCONFIG_ALLCONFIG="$frag" allnoconfig >/dev/null

@@ -268,7 +268,10 @@ proptest! {
         let bar = bar_pages * PAGE;
         let ok = v.iter().all(|r| r.offset + r.length <= bar);
         match validate(&v, 0, bar, PAGE) {
-            Ok(total) => { prop_assert!(ok); prop_assert_eq!(total, v.iter().map(|r| r.length).sum::<u64>()); }
+            Ok(total) => {
+                prop_assert!(ok);
+                prop_assert_eq!(total, v.iter().map(|r| r.length).sum::<u64>());
+            }
             Err(e) => { prop_assert!(!ok); prop_assert_eq!(e, RangeError::Invalid); }
         }
     }

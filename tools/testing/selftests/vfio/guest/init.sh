@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0
 # /init of the busybox test initramfs: mount, run the tests, power off.
 /bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug
-mount -t tmpfs tmpfs /tmp
+mount -t proc none /proc
+mount -t sysfs none /sys
+mount -t devtmpfs none /dev 2>/dev/null
+mount -t debugfs none /sys/kernel/debug
+mount -t tmpfs none /tmp
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	vfio_dmabuf.scenario=*) scenario=${arg#*=} ;;
