@@ -14,6 +14,11 @@
 #                   switch-noiommu: bus addresses; rootport-iommu: through
 #                   the host bridge and an IOMMU); prints its tables (see
 #                   BENCHMARKS.md)
+#   run.sh series [DIR]
+#                   write the whole feature as one patch series for the
+#                   base tree, with a cover letter, into DIR (default
+#                   ~/.cache/vfio-dmabuf/series); checks that it applies
+#                   with git am and that every patch passes checkpatch
 #   run.sh vng [SCENARIO]
 #                   run the selftests of one scenario under virtme-ng instead
 #                   of the busybox initramfs (needs `pip install virtme-ng`)
@@ -80,7 +85,8 @@ cmd_vng() {
 	local art sc=${1:-switch-noiommu} p f s
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
 	"$SELFTEST_DIR/scripts/vm.sh" --vng "$sc" "$art" "$CACHE/logs/vng/$sc.log"
-	python3 "$SELFTEST_DIR/scripts/report.py" "$CACHE/logs/vng/$sc.log" > "$CACHE/logs/vng/report.txt"
+	python3 "$SELFTEST_DIR/scripts/report.py" "$CACHE/logs/vng/$sc.log" \
+		> "$CACHE/logs/vng/report.txt"
 	sed '$d' "$CACHE/logs/vng/report.txt"
 	read -r p f s < <(tail -n 1 "$CACHE/logs/vng/report.txt")
 	echo "$p passed, $f failed, $s skipped"
@@ -91,6 +97,7 @@ case "${1:-}" in
 test) shift; cmd_test "$@" ;;
 demo) shift; cmd_demo "$@" ;;
 bench) shift; cmd_bench "$@" ;;
+series) shift; "$SELFTEST_DIR/scripts/setup.sh"; "$SELFTEST_DIR/scripts/series.sh" "$@" ;;
 vng) shift; cmd_vng "$@" ;;
-*) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

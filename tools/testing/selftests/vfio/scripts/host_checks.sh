@@ -5,6 +5,8 @@
 #   - cargo test of the pure range/segment logic (unit and property tests);
 #   - rustfmt --check and clippy (warnings are errors) of the kernel crate;
 #   - checkpatch --strict of our C and of the patch series;
+#   - the whole feature as one series (series.sh) applies to the base and
+#     every patch of it passes checkpatch --strict;
 #   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
 #   - the documentation page is valid reStructuredText (docutils);
 #   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ builds.
@@ -54,6 +56,8 @@ check "checkpatch --strict of the selftests and the test importer" \
 check "checkpatch --strict of the patch series" \
 	bash -c 'cd "$1" && scripts/checkpatch.pl --strict -q "${@:2}"' _ \
 	"$TREE" "$REPO"/patches/*.patch
+check "the whole series: git am on the base, checkpatch --strict of each patch" \
+	"$SELFTEST_DIR/scripts/series.sh" "$CACHE/series"
 check "uapi/ matches the UAPI patch" bash -c '
 	added=$(sed -n "/^+++ b\/include\/uapi\/linux\/vfio.h/,/^-- *\$/p" patches/*.patch |
 		grep "^+" | grep -v "^+++" | cut -c2- | sed "1{/^\$/d}")
