@@ -269,14 +269,22 @@ fn map_one_iova(
             .map_err(|_| ENOMEM)?;
     }
     iova.sync().map_err(|_| ENOMEM)?;
-    let segments = || Segments::new(iova.addr(), buffer.size, limits);
-    let mut table = SgTableBuilder::new(segments().count())?;
-    for (addr, len) in segments() {
-        table.push(addr, len, false)?;
-    }
-    let table = table.finish()?;
+    let table = segment_table(|| Segments::new(iova.addr(), buffer.size, limits), false)?;
     iova.keep();
     Ok(table)
+}
+
+/// The importer's table of the segments `segments` yields: called once to
+/// count them, once to fill the table.
+fn segment_table<I: Iterator<Item = (u64, u32)>>(
+    segments: impl Fn() -> I,
+    bus_addr: bool,
+) -> Result<SgTable> {
+    let mut table = SgTableBuilder::new(segments().count())?;
+    for (addr, len) in segments() {
+        table.push(addr, len, bus_addr)?;
+    }
+    table.finish()
 }
 
 impl Exporter for Buffer {
@@ -366,11 +374,7 @@ impl Exporter for Buffer {
                 Segments::new(addr, run.length, limits)
             })
         };
-        let mut table = SgTableBuilder::new(segments().count())?;
-        for (addr, len) in segments() {
-            table.push(addr, len, bus_path)?;
-        }
-        let table = table.finish()?;
+        let table = segment_table(segments, bus_path)?;
         mapped.dismiss();
         Ok(table)
     }
