@@ -5,8 +5,9 @@
 //! Raw pointers stop here. This module holds the thin safe wrappers over the
 //! C objects the exporter works with (the vfio-pci core device, the provider
 //! `pci_dev`, a dma-buf and its attachments, reservation locks, DMA-address
-//! scatter-gather tables), the dma-buf ops as a safe [`Exporter`] trait
-//! whose C trampolines live here, and the declarations of the C shim
+//! scatter-gather tables, CPU mappings and their faults), the dma-buf ops
+//! and the mapping's fault op as a safe [`Exporter`] trait whose C
+//! trampolines live here, and the declarations of the C shim
 //! (`vfio_pci_dmabuf_shim.c`). The `extern "C"` entry points that vfio-pci
 //! calls live in the crate root and convert their arguments with the
 //! `from_raw` functions below.
@@ -110,6 +111,11 @@ extern "C" {
         mapped: u64,
         dir: bindings::dma_data_direction,
     );
+    fn vfio_pci_dmabuf_shim_mmap_setup(
+        vma: *mut bindings::vm_area_struct,
+        ops: *const bindings::vm_operations_struct,
+        data: *mut c_void,
+    );
 }
 
 /// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
@@ -194,6 +200,20 @@ impl CoreDevice {
         }
     }
 
+    /// Runs `f` with the device's `memory_lock` held for reading, as
+    /// vfio-pci's own BAR mappings fault pages in: the BARs' state (and every
+    /// buffer's `revoked`) does not change meanwhile.
+    pub(crate) fn with_memory_lock_read<R>(&self, f: impl FnOnce() -> R) -> R {
+        // SAFETY: The device is valid, so is its memory_lock.
+        let sem = unsafe { ptr::addr_of_mut!((*self.as_raw()).memory_lock) };
+        // SAFETY: `sem` is an initialised rw_semaphore.
+        unsafe { bindings::down_read(sem) };
+        let r = f();
+        // SAFETY: Taken above by this thread.
+        unsafe { bindings::up_read(sem) };
+        r
+    }
+
     /// Runs `f` with the device's `memory_lock` held for writing.
     pub(crate) fn with_memory_lock<R>(&self, f: impl FnOnce(&MemoryLocked<'_>) -> R) -> R {
         // SAFETY: The device is valid, so is its memory_lock.
@@ -259,7 +279,8 @@ impl<'a> MemoryLocked<'a> {
     /// # Safety
     ///
     /// `link` is on no list, and stays allocated and in place until it is
-    /// unlinked.
+    /// unlinked. The caller holds the owner's lock for
+    /// [`DeviceLink::registration`] too.
     pub(crate) unsafe fn link(&self, link: &DeviceLink, reg: Registration) {
         // SAFETY: We hold the lock that guards `reg`, and `link` is on no
         // list, so nothing else reads or writes `reg` (type invariant).
@@ -274,7 +295,8 @@ impl<'a> MemoryLocked<'a> {
     ///
     /// # Safety
     ///
-    /// `link` is on this device's list, or was and has been unlinked.
+    /// `link` is on this device's list, or was and has been unlinked. The
+    /// caller holds the owner's lock for [`DeviceLink::registration`] too.
     pub(crate) unsafe fn unlink(&self, link: &DeviceLink) -> Option<Registration> {
         // SAFETY: `reg` changes only under this device's memory_lock, which
         // we hold (type invariant and the caller's guarantee).
@@ -313,7 +335,9 @@ impl<'a> MemoryLocked<'a> {
 /// # Invariants
 ///
 /// `reg` is `Some` exactly while `node` is on the list of `reg`'s device;
-/// both change only with that device's `memory_lock` held for writing.
+/// both change only with that device's `memory_lock` held for writing and
+/// with the lock the entry's owner chose for [`DeviceLink::registration`]
+/// (a buffer's reservation lock).
 pub(crate) struct DeviceLink {
     node: Opaque<bindings::list_head>,
     reg: core::cell::UnsafeCell<Option<Registration>>,
@@ -340,6 +364,21 @@ impl DeviceLink {
         // SAFETY: No concurrent writer, per the caller. The registration
         // keeps the device allocated while it is held.
         unsafe { (*self.reg.get()).as_ref() }.map(Registration::dev)
+    }
+
+    /// A new registration of the device whose list holds the entry, which
+    /// keeps the device allocated and registered without the entry; `None`
+    /// once the entry was unlinked (the device closed).
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that every link and unlink of the entry
+    /// holds besides the device's `memory_lock` (its owner's choice).
+    pub(crate) unsafe fn registration(&self) -> Option<Registration> {
+        // SAFETY: `reg` does not change while the caller's lock is held;
+        // while set, it keeps its device registered, so one more
+        // registration reference can be taken.
+        unsafe { (*self.reg.get()).as_ref() }.and_then(|reg| reg.dev().try_get_registration())
     }
 }
 
@@ -724,6 +763,20 @@ impl<T> DmaBuf<T> {
         // INVARIANT: a non-NULL return carries a new reference.
         NonNull::new(f).map(FileRef)
     }
+
+    /// Removes every page of every CPU mapping of the dma-buf from the page
+    /// tables (of every process: each mapping is in the file's address
+    /// space); accesses fault again. A dma-buf whose file is being
+    /// released has no mappings left.
+    pub(crate) fn zap_cpu_mappings(&self) {
+        if let Some(file) = self.try_get_file() {
+            // SAFETY: The file reference keeps the file and its inode, whose
+            // address space `f_mapping` is, alive for the call; length 0
+            // means to the end of the file, and private COW copies (none:
+            // only shared mappings are allowed) would go too.
+            unsafe { bindings::unmap_mapping_range((*file.0.as_ptr()).f_mapping, 0, 0, 1) };
+        }
+    }
 }
 
 /// The reference on a dma-buf that [`DmaBuf::export`] returns: dropped with
@@ -965,9 +1018,70 @@ impl Drop for SgTable {
     }
 }
 
+/// A CPU mapping of a dma-buf being set up (the `mmap` op), mmap lock held
+/// for writing.
+#[repr(transparent)]
+pub(crate) struct Vma(Opaque<bindings::vm_area_struct>);
+
+impl Vma {
+    /// # Safety
+    ///
+    /// `ptr` is a VMA being set up by the `mmap` op, valid for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::vm_area_struct) -> &'a Self {
+        // SAFETY: Transparent wrapper; validity guaranteed by the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Whether the mapping is shared (`MAP_SHARED`): `VM_MAYSHARE`, which a
+    /// read-only shared mapping of a read-only file keeps (the VFS clears
+    /// its `VM_SHARED`).
+    pub(crate) fn shared(&self) -> bool {
+        // SAFETY: Valid VMA; its flags are plain data, stable while the
+        // caller holds the mmap lock.
+        let flags = unsafe { (*self.0.get()).__bindgen_anon_2.vm_flags };
+        flags & bindings::VM_MAYSHARE as bindings::vm_flags_t != 0
+    }
+}
+
+/// A page fault in a CPU mapping of a dma-buf (the fault op), mmap lock held
+/// for reading.
+#[repr(transparent)]
+pub(crate) struct Fault(Opaque<bindings::vm_fault>);
+
+/// What a fault op returns: `VM_FAULT_NOPAGE` once a page was inserted,
+/// `VM_FAULT_SIGBUS`, or an error of the insertion.
+pub(crate) type FaultResult = bindings::vm_fault_t;
+
+/// The fault result that sends the faulting task `SIGBUS`.
+pub(crate) const FAULT_SIGBUS: FaultResult = bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+
+impl Fault {
+    /// The page of the dma-buf that the access hit (the mapping's page
+    /// offset plus the page's index in it).
+    pub(crate) fn pgoff(&self) -> u64 {
+        // SAFETY: Valid fault; `pgoff` is set by the fault path.
+        unsafe { (*self.0.get()).__bindgen_anon_1.pgoff as u64 }
+    }
+
+    /// Maps the faulting page to page frame `pfn` (`vmf_insert_pfn()`).
+    pub(crate) fn insert_pfn(&self, pfn: u64) -> FaultResult {
+        let Ok(pfn) = usize::try_from(pfn) else {
+            return FAULT_SIGBUS;
+        };
+        // SAFETY: Valid fault of a `VM_PFNMAP` mapping set up by
+        // [`Vma`]'s owner through `vfio_pci_dmabuf_shim_mmap_setup()`; the
+        // mmap lock is held by the fault path.
+        unsafe {
+            let vmf = &*self.0.get();
+            bindings::vmf_insert_pfn(vmf.__bindgen_anon_1.vma, vmf.__bindgen_anon_1.address, pfn)
+        }
+    }
+}
+
 /// The exporter of a dma-buf whose private data is a `Self`: the dma-buf ops
 /// as safe methods. Their C trampolines are in [`DmaBufOps`]. Pinning is
-/// refused (the memory is revocable) and there is no CPU access.
+/// refused (the memory is revocable); vmap is refused (no op), and CPU
+/// mappings get their pages from [`Self::fault`].
 pub(crate) trait Exporter: Sized {
     /// A new attachment; an error refuses it.
     fn attach(attach: &Attachment<Self>) -> Result;
@@ -977,6 +1091,13 @@ pub(crate) trait Exporter: Sized {
     fn unmap(attach: &Attachment<Self>, table: &SgTable, dir: bindings::dma_data_direction);
     /// The last reference is gone; the private data is dropped after this.
     fn release(dmabuf: &DmaBuf<Self>);
+    /// A CPU mapping of the buffer's pages `vm_pgoff ..` (the dma-buf core
+    /// checked that they exist); an error refuses it. On success the
+    /// mapping is made uncached, `VM_IO | VM_PFNMAP`, and its pages come from
+    /// [`Self::fault`].
+    fn mmap(dmabuf: &DmaBuf<Self>, vma: &Vma) -> Result;
+    /// A CPU access to a page that is not mapped yet.
+    fn fault(dmabuf: &DmaBuf<Self>, fault: &Fault) -> FaultResult;
 }
 
 /// The C side of an [`Exporter`].
@@ -990,8 +1111,16 @@ impl<T: Exporter> DmaBufOps<T> {
         map_dma_buf: Some(Self::map),
         unmap_dma_buf: Some(Self::unmap),
         release: Some(Self::release),
+        mmap: Some(Self::mmap),
         // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops are
-        // absent (NULL), so CPU access (mmap, vmap) is refused.
+        // absent (NULL), so vmap is refused.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(Self::fault),
+        // SAFETY: All-zero is a valid `vm_operations_struct`: the other
+        // ops are absent (NULL).
         ..unsafe { core::mem::zeroed() }
     };
 
@@ -1067,6 +1196,40 @@ impl<T: Exporter> DmaBufOps<T> {
         T::release(dmabuf);
         // SAFETY: This is the release op; the data is not used after this.
         drop(unsafe { dmabuf.take_data() });
+    }
+
+    /// # Safety
+    ///
+    /// `dmabuf` was exported with `T` and `vma` is a mapping of its file
+    /// being set up, mmap lock held for writing.
+    unsafe extern "C" fn mmap(
+        dmabuf: *mut bindings::dma_buf,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
+        // SAFETY: Per the function's contract.
+        let (buf, area) = unsafe { (DmaBuf::<T>::from_raw(dmabuf), Vma::from_raw(vma)) };
+        if let Err(e) = T::mmap(buf, area) {
+            return e.to_errno();
+        }
+        // SAFETY: `vma` is being set up under the mmap lock; the ops table
+        // is a constant promoted to a static; the mapping holds a reference
+        // on the dma-buf's file, so `dmabuf` outlives it.
+        unsafe { vfio_pci_dmabuf_shim_mmap_setup(vma, &Self::VM_OPS, dmabuf.cast()) };
+        0
+    }
+
+    /// # Safety
+    ///
+    /// `vmf` is a fault in a mapping that `mmap` set up, mmap lock held.
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: Per the function's contract; `mmap` stored the dma-buf,
+        // kept alive by the mapping, as the VMA's private data.
+        let dmabuf = unsafe {
+            let vma = (*vmf).__bindgen_anon_1.vma;
+            DmaBuf::<T>::from_raw((*vma).vm_private_data.cast())
+        };
+        // SAFETY: `Fault` is a transparent wrapper of a valid fault.
+        T::fault(dmabuf, unsafe { &*vmf.cast::<Fault>() })
     }
 }
 

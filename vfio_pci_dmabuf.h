@@ -7,6 +7,7 @@
 #define VFIO_PCI_DMABUF_H
 
 #include <linux/dma-map-ops.h>
+#include <linux/mm_types.h>
 #include <linux/types.h>
 
 struct device;
@@ -51,5 +52,8 @@ int vfio_pci_dmabuf_shim_iova_link(struct device *dev, u64 addr, u64 size,
 int vfio_pci_dmabuf_shim_iova_sync(struct device *dev, u64 addr, u64 size);
 void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
 				       u64 mapped, enum dma_data_direction dir);
+void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
+				     const struct vm_operations_struct *ops,
+				     void *priv);
 
 #endif

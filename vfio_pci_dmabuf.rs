@@ -12,15 +12,19 @@
 //! addresses through a switch; through a host bridge that allows P2P, one
 //! IOVA range for the whole buffer where an IOMMU translates the importer's
 //! DMA (the DMA IOVA API), a `dma_map_resource()` per contiguous run where
-//! none does; a refusal otherwise.
+//! none does; a refusal otherwise. The CPU may map the buffer too (`mmap()`
+//! of the dma-buf: one mapping, pages faulted in as vfio-pci's BAR mmap
+//! does).
 //!
-//! Access is revoked, with `move_notify`, whenever vfio-pci zaps the user's
-//! BAR mappings (memory decode off, resets, low power) and given back once
-//! the BAR is usable again; it is revoked for good when the device is
-//! closed. Locking: the device's `memory_lock` protects its list of buffers
-//! and each buffer's link to the device; each buffer's reservation lock
-//! protects its `revoked` state. The order is `memory_lock`, then the
-//! reservation lock.
+//! Access is revoked, with `move_notify` and by zapping every CPU mapping,
+//! whenever vfio-pci zaps the user's BAR mappings (memory decode off,
+//! resets, low power) and given back once the BAR is usable again; it is
+//! revoked for good when the device is closed. Locking: the device's
+//! `memory_lock` protects its list of buffers and each buffer's `revoked`
+//! state (written with it held for writing, read by CPU faults with it
+//! held for reading); each buffer's reservation lock is also held to change
+//! `revoked` and the buffer's link to the device, which a fault reads under
+//! it alone. The order is `memory_lock`, then the reservation lock.
 //!
 //! See `Documentation/driver-api/vfio-pci-dmabuf.rst`.
 
@@ -38,9 +42,12 @@ mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
     check_feature, read_ranges, Attachment, Bar, CoreDevice, Device, DeviceLink, DmaBuf, Exporter,
-    MemoryLocked, PciDevRef, SgTable, SgTableBuilder,
+    Fault, FaultResult, MemoryLocked, PciDevRef, Registration, SgTable, SgTableBuilder, Vma,
+    FAULT_SIGBUS,
 };
-use vfio_pci_dmabuf_ranges::{runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
+use vfio_pci_dmabuf_ranges::{
+    bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES,
+};
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
 
@@ -65,13 +72,16 @@ struct Buffer {
     /// Entry in the device's list, with its hold on the device, until the
     /// device is closed or the buffer released.
     link: DeviceLink,
-    /// Whether importers are locked out. Written under the reservation lock.
+    /// Whether importers and CPU mappings are locked out. Written with the
+    /// device's `memory_lock` held for writing and the reservation lock.
     revoked: AtomicBool,
     /// The dma-buf, set right after export.
     dmabuf: AtomicPtr<bindings::dma_buf>,
     provider: PciDevRef,
     bar: Bar,
     ranges: KVVec<Range>,
+    /// Where each range ends in the buffer, to find a faulting page's range.
+    ends: KVVec<u64>,
     /// The buffer's size: the ranges' lengths added up.
     size: u64,
 }
@@ -95,14 +105,26 @@ impl Buffer {
     }
 
     /// Revokes access, or gives it back if `usable`; importers are told only
-    /// when the state changes. Not synchronous: after a revoke, the caller
-    /// waits for the importers' fences (see [`move_all`]).
+    /// when the state changes. A revoke removes every CPU mapping's pages
+    /// before it returns (they fault back in once usable); it does not wait
+    /// for importers: the caller waits for their fences (see [`move_all`]).
+    /// Caller holds the device's `memory_lock` for writing.
     fn set_usable(&self, usable: bool) {
         let resv = self.dmabuf().lock();
         if self.revoked.load(Ordering::Relaxed) == usable {
             self.revoked.store(!usable, Ordering::Relaxed);
+            if !usable {
+                self.dmabuf().zap_cpu_mappings();
+            }
             resv.move_notify();
         }
+    }
+
+    /// A registration of the buffer's device, `None` once it was closed.
+    fn registration(&self) -> Option<Registration> {
+        let _resv = self.dmabuf().lock();
+        // SAFETY: The buffer's link and unlink hold its reservation lock.
+        unsafe { self.link.registration() }
     }
 }
 
@@ -140,6 +162,10 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     let bar = dev.pdev().memory_bar(region).ok_or(EINVAL)?;
 
     let list = read_ranges(&mut reader, nr)?;
+    let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL)?;
+    for end in ends(&list) {
+        range_ends.push(end, GFP_KERNEL)?;
+    }
 
     let size =
         validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
@@ -162,6 +188,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             provider: dev.pdev().get(),
             bar,
             ranges: list,
+            ends: range_ends,
             size: buffer_size,
         },
         GFP_KERNEL,
@@ -176,7 +203,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             .revoked
             .store(!locked.bar_usable(), Ordering::Relaxed);
         // SAFETY: The new buffer is on no list; it stays in its box until
-        // `release`, which unlinks it.
+        // `release`, which unlinks it. Its reservation lock is held.
         unsafe { locked.link(&buffer.link, registration) };
     });
 
@@ -220,9 +247,11 @@ fn cleanup(locked: &MemoryLocked<'_>) {
         // A buffer whose file is being released is left to `release`, which
         // waits for the lock we hold and unlinks it; it has no importers.
         if let Some(_file) = buffer.dmabuf().try_get_file() {
+            let _resv = buffer.dmabuf().lock();
             // The closing caller holds its own reference on the device, so
             // this one can go under the lock.
-            // SAFETY: The buffer came from this device's list.
+            // SAFETY: The buffer came from this device's list; its
+            // reservation lock is held.
             drop(unsafe { locked.unlink(&buffer.link) });
         }
     });
@@ -422,10 +451,56 @@ impl Exporter for Buffer {
         // went. The device is not used after the unlink below.
         if let Some(dev) = unsafe { link.device() } {
             // Dropped after the lock: it may let the device be freed.
-            // SAFETY: `link` is on the list of `dev`, where it was linked.
-            let reg = dev.with_memory_lock(|locked| unsafe { locked.unlink(link) });
+            let reg = dev.with_memory_lock(|locked| {
+                let _resv = dmabuf.lock();
+                // SAFETY: `link` is on the list of `dev`, where it was
+                // linked; the buffer's reservation lock is held.
+                unsafe { locked.unlink(link) }
+            });
             drop(reg);
         }
+    }
+
+    /// Shared mappings only, as vfio-pci's BAR mmap; a buffer whose device
+    /// was closed (revoked for good) cannot be mapped. Write access follows
+    /// the file's mode (the VFS refuses `PROT_WRITE` on an `O_RDONLY` buffer,
+    /// now and through `mprotect()`), sizes and offsets past the buffer are
+    /// refused by the dma-buf core.
+    fn mmap(dmabuf: &DmaBuf<Buffer>, vma: &Vma) -> Result {
+        if !vma.shared() {
+            return Err(EINVAL);
+        }
+        if dmabuf.data().registration().is_none() {
+            return Err(ENODEV);
+        }
+        Ok(())
+    }
+
+    /// Inserts the BAR page behind the faulting page of the buffer, under
+    /// the device's `memory_lock` held for reading, as vfio-pci's BAR mmap
+    /// does: a revoke waits for the insertion and then zaps it; an access
+    /// while revoked gets `SIGBUS`; an access during a reset waits for it.
+    fn fault(dmabuf: &DmaBuf<Buffer>, fault: &Fault) -> FaultResult {
+        let buffer = dmabuf.data();
+        let page = bindings::PAGE_SIZE as u64;
+        let Some(offset) = fault
+            .pgoff()
+            .checked_mul(page)
+            .and_then(|off| bar_offset(&buffer.ranges, &buffer.ends, off))
+        else {
+            return FAULT_SIGBUS;
+        };
+        // Holds the device while its lock is taken; none once it was closed.
+        let Some(reg) = buffer.registration() else {
+            return FAULT_SIGBUS;
+        };
+        reg.dev().with_memory_lock_read(|| {
+            if buffer.revoked.load(Ordering::Relaxed) {
+                FAULT_SIGBUS
+            } else {
+                fault.insert_pfn((buffer.bar.phys + offset) / page)
+            }
+        })
     }
 }
 

@@ -10,7 +10,9 @@
 //! BAR and returns the buffer size. [`runs`] merges ranges that follow each
 //! other in the BAR into physically contiguous runs, and [`Segments`] cuts a
 //! run, once given its DMA address, into scatter-gather entries that respect
-//! the importer's maximum segment size and segment boundary.
+//! the importer's maximum segment size and segment boundary. [`ends`] and
+//! [`bar_offset`] find the BAR byte behind a byte of the buffer (CPU
+//! mappings fault in one page at a time).
 
 // Items are `pub` for the host crate; in the kernel the module is private.
 #![allow(unreachable_pub)]
@@ -104,6 +106,25 @@ impl Iterator for Runs<'_> {
         self.rest = rest;
         Some(run)
     }
+}
+
+/// Where each range ends in the buffer: the running sum of the lengths of
+/// `ranges` (validated, so the sums fit), one per range.
+pub fn ends(ranges: &[Range]) -> impl Iterator<Item = u64> + '_ {
+    ranges.iter().scan(0u64, |end, r| {
+        *end += r.length;
+        Some(*end)
+    })
+}
+
+/// The BAR offset of byte `offset` of the buffer that `ranges` make, given
+/// `ends` as [`ends`] returns them; `None` past the buffer's end. A binary
+/// search: logarithmic in the number of ranges.
+pub fn bar_offset(ranges: &[Range], ends: &[u64], offset: u64) -> Option<u64> {
+    let i = ends.partition_point(|&end| end <= offset);
+    let range = ranges.get(i)?;
+    let start = ends.get(i)? - range.length;
+    Some(range.offset + (offset - start))
 }
 
 /// DMA segment limits of an importing device.

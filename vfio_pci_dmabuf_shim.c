@@ -12,6 +12,7 @@
 #include <linux/dma-map-ops.h>
 #include <linux/dma-resv.h>
 #include <linux/iommu-dma.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/ratelimit.h>
@@ -216,4 +217,21 @@ void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
 	struct dma_iova_state state = { .addr = addr, .__size = size };
 
 	dma_iova_destroy(dev, &state, mapped, dir, VFIO_PCI_DMABUF_IOVA_ATTRS);
+}
+
+/*
+ * A CPU mapping of a buffer gets what vfio_pci_core_mmap() gives a BAR:
+ * uncached device memory, VM_IO | VM_PFNMAP, not expandable, not dumped;
+ * its pages are inserted by @ops' fault handler, @priv is the dma-buf.
+ */
+void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
+				     const struct vm_operations_struct *ops,
+				     void *priv)
+{
+	vma->vm_private_data = priv;
+	vma->vm_page_prot = pgprot_noncached(vma->vm_page_prot);
+	vma->vm_page_prot = pgprot_decrypted(vma->vm_page_prot);
+	vm_flags_set(vma, VM_ALLOW_ANY_UNCACHED | VM_IO | VM_PFNMAP |
+			  VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = ops;
 }

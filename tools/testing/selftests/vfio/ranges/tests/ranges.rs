@@ -3,7 +3,9 @@
 //! planning, against a byte-by-byte reference model.
 
 use proptest::prelude::*;
-use ranges::{runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
+use ranges::{
+    bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES,
+};
 
 const PAGE: u64 = 4096;
 
@@ -261,6 +263,23 @@ proptest! {
         let boundary_mask = if bound_shift == 64 { u64::MAX } else { (1u64 << bound_shift) - 1 };
         let lim = Limits { max_seg, boundary_mask }.in_pages(PAGE).unwrap();
         check_whole_pages(base_pages * PAGE, len_pages * PAGE, lim)?;
+    }
+
+    // Every page of the buffer finds its BAR page, in request order (ranges
+    // overlap and repeat here); nothing past the end.
+    #[test]
+    fn bar_offset_finds_every_page(v in ranges_strategy()) {
+        let e: Vec<u64> = ends(&v).collect();
+        let pages = pages_of_ranges(&v);
+        prop_assert_eq!(e.len(), v.len());
+        for (k, want) in pages.iter().enumerate() {
+            let off = k as u64 * PAGE;
+            prop_assert_eq!(bar_offset(&v, &e, off), Some(*want));
+            prop_assert_eq!(bar_offset(&v, &e, off + PAGE - 1), Some(*want + PAGE - 1));
+        }
+        let total = pages.len() as u64 * PAGE;
+        prop_assert_eq!(bar_offset(&v, &e, total), None);
+        prop_assert_eq!(bar_offset(&v, &e, u64::MAX), None);
     }
 
     #[test]
