@@ -2,7 +2,9 @@
 /*
  * What a range costs: one N-range vfio-pci dma-buf against N one-range ones
  * and against udmabuf's UDMABUF_CREATE_LIST, through the same test importer;
- * revocation time; kernel memory; SG entries.  Not a test: it prints
+ * revocation time; kernel memory; SG entries; and CPU access: one mmap of
+ * an N-range buffer against N mmaps of the region through the device fd
+ * (what a VMM does without it).  Not a test: it prints
  * figures (medians, min, max) and ratios computed from the same run.
  * Guests run under emulation: only ratios and growth mean anything.
  * Runs on either P2P path: bus addresses (switch-noiommu) or through the
@@ -435,6 +437,156 @@ static void memory_and_entries(struct vdev *d, const char *imp_bdf,
 	close(buf[0]);
 }
 
+/* Lines of /proc/self/maps: the process's VMAs. */
+static int vma_count(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	if (!f)
+		die("open /proc/self/maps", errno);
+	while (fgets(line, sizeof(line), f))
+		n += !!strchr(line, '\n');
+	fclose(f);
+	return n;
+}
+
+enum { CPU_MAP, CPU_TOUCH, CPU_UNMAP, NCPU };
+
+/*
+ * The CPU's way to N scattered pages of a memory BAR (@d, region offset
+ * @reg_off): one mmap of an N-range dma-buf, or (@per_range) one mmap of
+ * the region per range.  Times mapping, reading one word of every page
+ * (each read faults its page in) and unmapping; *@vmas gets the VMAs the
+ * mappings took, or minus the number of mmaps that succeeded before one
+ * failed (the process's map count limit).
+ */
+static void cpu_once(struct vdev *d, uint64_t reg_off,
+		     const struct vfio_region_dma_range *r, int n, int per_range,
+		     double t[NCPU], int *vmas, uint64_t *sum)
+{
+	static uint8_t **maps;
+	int v0 = vma_count(), buf = -1, k;
+	double t0;
+
+	if (!maps)
+		maps = calloc(262144, sizeof(*maps));
+	if (!maps)
+		die("calloc", ENOMEM);
+	t0 = now();
+	if (per_range) {
+		for (k = 0; k < n; k++) {
+			maps[k] = mmap(NULL, r[k].length, PROT_READ, MAP_SHARED,
+				       d->fd, reg_off + r[k].offset);
+			if (maps[k] == MAP_FAILED)
+				break;
+		}
+	} else {
+		buf = dmabuf_create(d->fd, 2, n, r);
+		if (buf < 0)
+			die("create", buf);
+		maps[0] = mmap(NULL, n * PAGE, PROT_READ, MAP_SHARED, buf, 0);
+		if (maps[0] == MAP_FAILED)
+			die("mmap of the dma-buf", errno);
+		k = n;
+	}
+	t[CPU_MAP] = now() - t0;
+	*vmas = k < n ? -k : vma_count() - v0;
+	t0 = now();
+	for (int i = 0; i < k; i++)
+		*sum += per_range ? ld64(maps[i]) :
+			ld64(maps[0] + i * PAGE);
+	t[CPU_TOUCH] = now() - t0;
+	t0 = now();
+	if (per_range) {
+		for (int i = 0; i < k; i++)
+			munmap(maps[i], r[i].length);
+	} else {
+		munmap(maps[0], n * PAGE);
+		close(buf);
+	}
+	t[CPU_UNMAP] = now() - t0;
+}
+
+/* The CPU mapping table, on the memory BAR of VFIO_DMABUF_MEMDEV. */
+static void cpu_mappings(struct vfio_region_dma_range *r)
+{
+	static const int cpu_sizes[] = { 1, 16, 256, 1024, 4096, 16384, 65536 };
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 2 };
+	const char *memdev = env_or("VFIO_DMABUF_MEMDEV", "");
+	double t[2][5][NCPU], col[5], tot[2];
+	struct stat3 st[2][NCPU];
+	int vmas[2], limit_hit = 0;
+	uint64_t sum = 0, pages;
+	struct vdev m;
+	FILE *f;
+	int e, max_map = 0;
+
+	if (!*memdev) {
+		CHECK(0, "VFIO_DMABUF_MEMDEV is not set: no CPU mapping figures");
+		return;
+	}
+	f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (!f || fscanf(f, "%d", &max_map) != 1)
+		max_map = 0;
+	if (f)
+		fclose(f);
+	e = vdev_open(&m, memdev);
+	if (e || vdev_set_memory(&m, 1) ||
+	    ioctl(m.fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		die("open the memory BAR's device", e ? e : errno);
+	pages = reg.size / PAGE;
+	printf("\n## CPU mappings: one N-range buffer vs N mmaps of the region\n");
+	printf("# seconds: median [min, max]\n");
+	printf("# scattered pages of %s's memory BAR; vm.max_map_count %d\n", memdev, max_map);
+	printf("# map: VFIO_DEVICE_FEATURE_DMA_BUF and one mmap of the buffer, or one mmap of\n"
+	       "# the region per range; unmap: munmap and close, or one munmap per range\n");
+	printf("| N | map: 1 buffer | map: N mmaps ");
+	printf("| read every page: 1 buffer | read every page: N mmaps ");
+	printf("| unmap: 1 buffer | unmap: N mmaps ");
+	printf("| VMAs: 1 buffer / N mmaps | N mmaps / 1 buffer, all three |\n");
+	printf("|---|---|---|---|---|---|---|---|---|\n");
+	for (unsigned int s = 0; s < ARRAY_SIZE(cpu_sizes); s++) {
+		int n = cpu_sizes[s], reps = n <= 1024 ? 5 : 3;
+
+		if (quick && n > 256)
+			break;
+		fill_ranges(r, n, 1, pages);
+		for (int w = 0; w < 2; w++) {
+			for (int rep = 0; rep < reps; rep++)
+				cpu_once(&m, reg.offset, r, n, w, t[w][rep], &vmas[w], &sum);
+			tot[w] = 0;
+			for (int ph = 0; ph < NCPU; ph++) {
+				for (int rep = 0; rep < reps; rep++)
+					col[rep] = t[w][rep][ph];
+				st[w][ph] = stats(col, reps);
+				tot[w] += st[w][ph].med;
+			}
+		}
+		printf("| %d ", n);
+		for (int ph = 0; ph < NCPU; ph++)
+			for (int w = 0; w < 2; w++)
+				printf("| %.3g [%.3g, %.3g] ", st[w][ph].med,
+				       st[w][ph].min, st[w][ph].max);
+		if (vmas[1] < 0) {
+			limit_hit = 1;
+			printf("| %d / failed after %d (ENOMEM) | - |\n", vmas[0], -vmas[1]);
+		} else {
+			printf("| %d / %d | %.3g |\n", vmas[0], vmas[1], tot[1] / tot[0]);
+		}
+		CHECK(vmas[0] == 1, "N %d: one buffer took %d VMAs", n, vmas[0]);
+		CHECK(vmas[1] < 0 || vmas[1] == n, "N %d: %d mmaps took %d VMAs", n, n, vmas[1]);
+		CHECK(vmas[1] > 0 || n > max_map - 1000,
+		      "N %d: the per-range mmaps failed far below the map count limit", n);
+		fflush(stdout);
+	}
+	if (limit_hit)
+		printf("# per range, mmap stops at the map count limit; one buffer is one VMA\n");
+	printf("# (checksum of what was read: %llx)\n", (unsigned long long)sum);
+	vdev_close(&m);
+}
+
 int main(void)
 {
 	static const char *const need[] = {
@@ -554,6 +706,7 @@ int main(void)
 	}
 	revocation(&d, imp_bdf);
 	vdev_close(&d);
+	cpu_mappings(r);
 	printf("%s 1 benchmark\n", failed_checks ? "not ok" : "ok");
 	return failed_checks ? 1 : 0;
 }

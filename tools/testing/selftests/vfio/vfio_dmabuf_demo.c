@@ -3,9 +3,14 @@
  * A walk through the vfio-pci dma-buf exporter, for people: create a
  * dma-buf from three ranges of a BAR, import it through the test importer,
  * print the DMA segments, then show revocation and restoration around a
- * device reset, memory decode off/on and device close.  Each step is also a
- * TAP result, so the suite runs the demo as a smoke test.
+ * device reset, memory decode off/on and device close.  Last, the CPU's
+ * view: three scattered pages of a memory BAR (ivshmem) read back through
+ * one mapping of the dma-buf, lost while decode is off.  Each step is also
+ * a TAP result, so the suite runs the demo as a smoke test.
  */
+
+#define _GNU_SOURCE
+#include <sys/mman.h>
 
 #include "vfio_dmabuf_util.h"
 
@@ -36,6 +41,69 @@ static void show_segments(int imp)
 	importer_unmap(imp);
 }
 
+/*
+ * Labels three scattered pages of the memory BAR of @memdev through the
+ * region's mmap, makes a buffer of them in another order and prints what
+ * one mapping of it reads, page by page; then the same with decode off.
+ */
+static int cpu_view(const char *memdev)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 2 };
+	struct vfio_region_dma_range r[3];
+	char want[3][48], got[48];
+	uint8_t *bar, *map;
+	int buf, ok = 1;
+	struct vdev m;
+
+	if (vdev_open(&m, memdev) || vdev_set_memory(&m, 1) ||
+	    ioctl(m.fd, VFIO_DEVICE_GET_REGION_INFO, &reg))
+		return 0;
+	bar = mmap(NULL, reg.size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, reg.offset);
+	if (bar == MAP_FAILED) {
+		vdev_close(&m);
+		return 0;
+	}
+	probe_init();
+	/* pages 9, 2 and 5 pages past 3/8 of the BAR, in that order */
+	for (int i = 0; i < 3; i++) {
+		static const int page[3] = { 9, 2, 5 };
+
+		r[i] = (struct vfio_region_dma_range){
+			reg.size / 8 * 3 + page[i] * PAGE, PAGE };
+		snprintf(want[i], sizeof(want[i]), "BAR page 0x%llx",
+			 (unsigned long long)(r[i].offset / PAGE));
+		memcpy(bar + r[i].offset, want[i], sizeof(want[i]));
+	}
+	buf = dmabuf_create(m.fd, 2, 3, r);
+	map = buf < 0 ? MAP_FAILED :
+	      mmap(NULL, 3 * PAGE, PROT_READ, MAP_SHARED, buf, 0);
+	printf("# memory BAR of %s: one mmap of a buffer of 3 scattered pages reads:\n",
+	       memdev);
+	for (int i = 0; map != MAP_FAILED && i < 3; i++) {
+		memcpy(got, map + i * PAGE, sizeof(got));
+		got[sizeof(got) - 1] = 0;
+		printf("#   buffer page %d: \"%s\"\n", i, got);
+		ok &= !strcmp(got, want[i]);
+	}
+	ok &= map != MAP_FAILED && vdev_set_memory(&m, 0) == 0;
+	if (ok) {
+		int sig = probe(map, 0, 0, NULL);
+
+		printf("# memory decode off: reading buffer page 0 gets %s\n",
+		       sig == SIGBUS ? "SIGBUS" : sig ? "another signal" : "data");
+		ok = sig == SIGBUS && vdev_set_memory(&m, 1) == 0 &&
+		     !probe(map, 0, 0, NULL);
+		printf("# memory decode on: readable again\n");
+	}
+	if (map != MAP_FAILED)
+		munmap(map, 3 * PAGE);
+	if (buf >= 0)
+		close(buf);
+	munmap(bar, reg.size);
+	vdev_close(&m);
+	return ok;
+}
+
 int main(void)
 {
 	static const char *const need[] = {
@@ -45,6 +113,7 @@ int main(void)
 	const char *bdf = env_or("VFIO_DMABUF_EXPORTER", "");
 	const char *importer = env_or("VFIO_DMABUF_IMPORTER", "");
 	const char *path = env_or("VFIO_DMABUF_PATH", "none");
+	const char *memdev = env_or("VFIO_DMABUF_MEMDEV", "");
 	struct vfio_region_dma_range r[3] = {
 		{ 16 * PAGE, 2 * PAGE }, { 18 * PAGE, PAGE }, { 0, PAGE },
 	};
@@ -55,7 +124,7 @@ int main(void)
 	/* through a host bridge with an IOMMU: one IOVA range per buffer */
 	one_iova = !strcmp(path, "host") && dma_translated(importer);
 
-	printf("TAP version 13\n1..7\n");
+	printf("TAP version 13\n1..8\n");
 	printf("# scenario %s: exporter %s, importer %s, expected path: %s\n",
 	       env_or("VFIO_DMABUF_SCENARIO", "?"), bdf, importer, path);
 	check(vdev_open(&d, bdf) == 0 && vdev_set_memory(&d, 1) == 0,
@@ -117,5 +186,10 @@ int main(void)
 	close(buf);
 	/* the last reference went: vfio-pci-core's module reference too */
 	check(core_refcnt() == refs, "buffer released after the device");
+	if (*memdev)
+		check(cpu_view(memdev),
+		      "the CPU maps scattered ranges as one, SIGBUS while revoked");
+	else
+		printf("ok %d CPU mapping # SKIP VFIO_DMABUF_MEMDEV is not set\n", ++step);
 	return failed;
 }

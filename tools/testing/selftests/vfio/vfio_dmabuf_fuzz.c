@@ -7,7 +7,11 @@
  * (each call picks one), and
  * checks each call against the contract: a call that breaks a rule fails
  * with an errno of a rule it breaks; a call that breaks none succeeds with
- * a dma-buf whose size is the sum of the ranges.  At the end, open fds and
+ * a dma-buf whose size is the sum of the ranges.  One buffer in eight is
+ * then mapped for the CPU with a mutated offset, length, protection and
+ * sharing, checked the same way; a mapping that is allowed is read at a
+ * page it maps (the BARs' decode is on: the read must go through).  At
+ * the end, open fds and
  * vfio-pci-core's module references (one per live buffer) are back to
  * where they started; the guest's kmemleak scan follows.
  *
@@ -22,6 +26,7 @@
  *   vfio_dmabuf_fuzz
  */
 
+#include <sys/mman.h>
 #include <time.h>
 
 #include "vfio_dmabuf_util.h"
@@ -112,6 +117,8 @@ static uint64_t allow(int e)
 		return 4;
 	case EOVERFLOW:
 		return 8;
+	case EACCES:
+		return 16;
 	default:
 		return 0;
 	}
@@ -162,6 +169,41 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 	return set;
 }
 
+/*
+ * mmap() of buffer @fd (@total bytes, opened with @open_flags) with mutated
+ * arguments: 1 when the result breaks the contract, else 0.
+ */
+static int mmap_wrong(int fd, uint32_t open_flags, uint64_t total)
+{
+	uint64_t pages = total / PAGE, off, len, set = 0;
+	int prot = pick(4) ? PROT_READ | (pick(2) ? PROT_WRITE : 0) : PROT_WRITE;
+	int flags = pick(8) ? MAP_SHARED : MAP_PRIVATE;
+	int mode = open_flags & O_ACCMODE, wrong, sig;
+	uint8_t *map;
+
+	off = pick(8) ? pick(pages) * PAGE : pick(pages + 2) * PAGE;
+	if (off < total && pick(8))
+		len = (pick(pages - off / PAGE) + 1) * PAGE;
+	else
+		len = (pick(pages + 2) + 1) * PAGE;
+	/* the VFS first: read access always, write for a shared writable one */
+	if (mode == O_WRONLY ||
+	    ((flags & MAP_SHARED) && (prot & PROT_WRITE) && mode != O_RDWR))
+		set |= allow(EACCES);
+	if (!(flags & MAP_SHARED) || off + len > total)
+		set |= allow(EINVAL);
+	map = mmap(NULL, len, prot, flags, fd, off);
+	if (map == MAP_FAILED)
+		return !(set & allow(errno));
+	wrong = set != 0;
+	if (prot & PROT_READ) {
+		sig = probe(map + pick(len / PAGE) * PAGE, 0, 0, NULL);
+		wrong |= sig != 0;
+	}
+	munmap(map, len);
+	return wrong;
+}
+
 int main(void)
 {
 	static const char *const need[] = {
@@ -172,7 +214,7 @@ int main(void)
 	long calls = atol(env_or("VFIO_DMABUF_FUZZ_CALLS", "100000"));
 	const char *bdfs[2] = { getenv("VFIO_DMABUF_EXPORTER"),
 				getenv("VFIO_DMABUF_EXPORTER2") };
-	int refs0, refs1, fd0, fd1, ok_calls = 0, bad = 0;
+	int refs0, refs1, fd0, fd1, ok_calls = 0, bad = 0, maps = 0;
 	struct vfio_device_feature *feat;
 	size_t cap = sizeof(*feat) + 16 + 4096 * 16 + 64;
 	struct {
@@ -185,6 +227,7 @@ int main(void)
 
 	ksft_print_header();
 	ksft_set_plan(1);
+	probe_init();
 	for (int i = 0; i < 2; i++) {
 		if (!bdfs[i] || vdev_open(&devs[i].d, bdfs[i]) ||
 		    vdev_set_memory(&devs[i].d, 1))
@@ -273,6 +316,10 @@ int main(void)
 		} else if (ret >= 0) {
 			ok_calls++;
 			wrong = set || lseek(ret, 0, SEEK_END) != (off_t)total;
+			if (!wrong && !pick(8)) {
+				maps++;
+				wrong = mmap_wrong(ret, get->open_flags, total);
+			}
 			close(ret);
 		} else {
 			wrong = !(set & allow(e));
@@ -290,8 +337,8 @@ int main(void)
 	refs1 = core_refcnt();
 	fd1 = dup(0);
 	close(fd1);
-	ksft_print_msg("%ld calls, %d buffers created, %.0f calls/s\n", calls,
-		       ok_calls, t0 > 0 ? calls / t0 : (double)calls);
+	ksft_print_msg("%ld calls, %d buffers created, %d CPU mappings tried, %.0f calls/s\n",
+		       calls, ok_calls, maps, t0 > 0 ? calls / t0 : (double)calls);
 	ksft_print_msg("fds %d -> %d, module references %d -> %d\n", fd0, fd1,
 		       refs0, refs1);
 	vdev_close(&devs[0].d);

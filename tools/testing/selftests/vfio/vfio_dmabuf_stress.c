@@ -2,12 +2,15 @@
 /*
  * Race stress of the vfio-pci dma-buf exporter over two exporting devices:
  * threads create and close buffers of both, import, map, unmap and detach
- * them through the test importer, reset each device, toggle each one's
- * memory decode and close and reopen the devices (one, or both together),
- * all at once, for VFIO_DMABUF_STRESS_SECONDS (default 10).
+ * them through the test importer, map them for the CPU and read them,
+ * reset each device, toggle each one's memory decode and close and reopen
+ * the devices (one, or both together), all at once, for
+ * VFIO_DMABUF_STRESS_SECONDS (default 10).
  *
- * Checked while it runs: no map succeeds while its device's memory decode
- * is off (the buffer is revoked); every segment a map returns lies inside
+ * Checked while it runs: no map and no CPU access succeeds while its
+ * device's memory decode is off (the buffer is revoked: the access gets
+ * SIGBUS); every CPU mapping is allowed or refused as the contract says
+ * (ENODEV once the buffer's device was closed); every segment a map returns lies inside
  * the requested ranges of the right device's BAR (through the IOMMU where
  * there is one); every failure is one the contract allows (ENODEV while
  * revoked, EOPNOTSUPP with no P2P path).  Checked at the end: both devices
@@ -17,6 +20,7 @@
  */
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "vfio_dmabuf_util.h"
@@ -49,6 +53,7 @@ static struct buf pool[POOL];
 static const char *importer, *path;
 static int stop;
 static int errors, maps_revoked, maps_in_window, reopens;
+static int cpu_ok, cpu_sigbus, cpu_in_window;
 
 static void fail(const char *what, int err)
 {
@@ -203,6 +208,61 @@ static void *importer_thread(void *arg)
 	return arg;
 }
 
+/*
+ * Maps a buffer for the CPU and reads some of its pages, each read
+ * bracketed by the toggler's window as the importer's maps are.
+ */
+static void *cpu_thread(void *arg)
+{
+	unsigned int seed = seedp();
+
+	probe_init();
+	while (!stopping()) {
+		uint64_t total = 0;
+		struct sdev *s;
+		struct buf b;
+		uint8_t *map;
+
+		pthread_mutex_lock(&pool_lock);
+		b = pool[rand_r(&seed) % POOL];
+		if (b.fd >= 0)
+			b.fd = dup(b.fd);
+		pthread_mutex_unlock(&pool_lock);
+		if (b.fd < 0)
+			continue;
+		s = &devs[b.dev];
+		for (int i = 0; i < b.n; i++)
+			total += b.r[i].length;
+		map = mmap(NULL, total, PROT_READ, MAP_SHARED, b.fd, 0);
+		if (map == MAP_FAILED) {
+			if (errno != ENODEV)
+				fail("CPU mapping", errno);
+			close(b.fd);
+			continue;
+		}
+		for (int k = 0; k < 16; k++) {
+			uint64_t off = rand_r(&seed) % (total / PAGE) * PAGE;
+			int g0 = __atomic_load_n(&s->off_gen, __ATOMIC_SEQ_CST);
+			int sig = probe(map + off, 0, 0, NULL);
+
+			if (!sig && (g0 & 1) &&
+			    g0 == __atomic_load_n(&s->off_gen, __ATOMIC_SEQ_CST)) {
+				count(&cpu_in_window);
+				fail("CPU access succeeded while decode was off", EBUSY);
+			}
+			if (sig == SIGBUS)
+				count(&cpu_sigbus);
+			else if (!sig)
+				count(&cpu_ok);
+			else
+				fail("CPU access", EFAULT);
+		}
+		munmap(map, total);
+		close(b.fd);
+	}
+	return arg;
+}
+
 static void *resetter(void *arg)
 {
 	struct sdev *s = arg;
@@ -295,6 +355,7 @@ int main(void)
 	} th[] = {
 		{ creator }, { creator },
 		{ importer_thread }, { importer_thread }, { importer_thread },
+		{ cpu_thread }, { cpu_thread },
 		{ resetter, &devs[0] }, { resetter, &devs[1] },
 		{ toggler, &devs[0] }, { toggler, &devs[1] },
 		{ reopener },
@@ -338,6 +399,10 @@ int main(void)
 
 	ksft_print_msg("%d s, %d reopens, %d maps refused while revoked, %d wrongly allowed\n",
 		       secs, reopens, maps_revoked, maps_in_window);
+	ksft_print_msg("CPU reads: %d went through, %d SIGBUS, %d wrongly allowed\n",
+		       cpu_ok, cpu_sigbus, cpu_in_window);
+	if (!cpu_ok || !cpu_sigbus)
+		exercised = 0;
 	for (int i = 0; i < NDEV; i++) {
 		struct sdev *s = &devs[i];
 
@@ -353,6 +418,6 @@ int main(void)
 	ksft_print_msg("fds %d -> %d, module references %d -> %d, %d unexpected results\n",
 		       fd0, fd1, refs0, refs1, errors);
 	ksft_test_result(!errors && fd0 == fd1 && refs0 == refs1 && exercised,
-			 "stress two devices: create/import/map/reset/decode/reopen\n");
+			 "stress two devices: create/import/map/mmap/reset/decode/reopen\n");
 	ksft_finished();
 }

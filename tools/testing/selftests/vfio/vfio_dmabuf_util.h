@@ -29,6 +29,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -499,6 +501,17 @@ static inline int importer_watch(int imp, const char *bdf)
  * Holds [@phys, @phys + @len) with request_mem_region(), as another driver
  * would, until the returned fd is closed; returns the fd or -errno.
  */
+/* dma_buf_vmap() of dma-buf @buf through the test importer: 0 or -errno. */
+static inline int importer_vmap(int buf)
+{
+	int fd = importer_open(VDI_IOC_VMAP, &buf);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
 static inline int region_claim(uint64_t phys, uint64_t len)
 {
 	struct vdi_claim c = { .phys = phys, .len = len };
@@ -599,6 +612,68 @@ static inline int importer_limits(int imp, uint32_t max_seg, uint64_t boundary)
 	struct vdi_limits l = { .max_seg = max_seg, .boundary_mask = boundary };
 
 	return ioctl(imp, VDI_IOC_SET_LIMITS, &l) ? -errno : 0;
+}
+
+/*
+ * Loads and stores of 8 bytes that the compiler does as written, once
+ * (device memory), as the kernel's READ_ONCE() and WRITE_ONCE().
+ */
+static inline uint64_t ld64(const void *p)
+{
+	return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void st64(void *p, uint64_t v)
+{
+	__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+}
+
+/*
+ * CPU accesses that may fault (a dma-buf's mapping while revoked): the
+ * calling thread catches SIGBUS and SIGSEGV once probe_init() ran.
+ */
+static __thread sigjmp_buf probe_jmp;
+static __thread int probe_armed;
+
+static inline void probe_handler(int sig)
+{
+	if (!__atomic_load_n(&probe_armed, __ATOMIC_SEQ_CST))
+		abort();
+	siglongjmp(probe_jmp, sig);
+}
+
+static inline void probe_init(void)
+{
+	struct sigaction sa = { .sa_handler = probe_handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+/*
+ * Reads (into *@out unless NULL) or, if @write, writes @val to the 8 bytes
+ * at @p: 0 when the access went through, else the signal it raised.
+ */
+static inline int probe(void *p, int write, uint64_t val, uint64_t *out)
+{
+	int sig = sigsetjmp(probe_jmp, 1);
+	uint64_t v;
+
+	if (sig) {
+		__atomic_store_n(&probe_armed, 0, __ATOMIC_SEQ_CST);
+		return sig;
+	}
+	__atomic_store_n(&probe_armed, 1, __ATOMIC_SEQ_CST);
+	if (write) {
+		st64(p, val);
+	} else {
+		v = ld64(p);
+		if (out)
+			*out = v;
+	}
+	__atomic_store_n(&probe_armed, 0, __ATOMIC_SEQ_CST);
+	return 0;
 }
 
 #endif

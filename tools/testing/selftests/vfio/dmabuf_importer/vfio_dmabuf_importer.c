@@ -619,6 +619,24 @@ unlock_dev:
 	return ret;
 }
 
+static long vdi_vmap(int __user *uarg)
+{
+	struct iosys_map map;
+	struct dma_buf *dmabuf;
+	int fd, ret;
+
+	if (get_user(fd, uarg))
+		return -EFAULT;
+	dmabuf = dma_buf_get(fd);
+	if (IS_ERR(dmabuf))
+		return PTR_ERR(dmabuf);
+	ret = dma_buf_vmap_unlocked(dmabuf, &map);
+	if (!ret)
+		dma_buf_vunmap_unlocked(dmabuf, &map);
+	dma_buf_put(dmabuf);
+	return ret;
+}
+
 static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vdi *v = file->private_data;
@@ -686,6 +704,9 @@ static long vdi_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case VDI_IOC_PAGES:
 		ret = vdi_pages(v, uarg);
+		break;
+	case VDI_IOC_VMAP:
+		ret = vdi_vmap(uarg);
 		break;
 	default:
 		ret = -ENOTTY;

@@ -147,5 +147,10 @@ struct vdi_dma {
 #define VDI_IOC_WATCH		_IOW('V', 0xd8, char[32])
 #define VDI_IOC_DMA		_IOW('V', 0xd9, struct vdi_dma)
 #define VDI_IOC_PAGES		_IOWR('V', 0xda, struct vdi_pages)
+/*
+ * dma_buf_vmap() of the dma-buf whose fd is the argument, unmapped again at
+ * once: 0, or its errno.  Needs no attachment.
+ */
+#define VDI_IOC_VMAP		_IOW('V', 0xdb, __s32)
 
 #endif
