@@ -79,10 +79,12 @@ ranges of one memory BAR, concatenated in the order given, for dynamic
 importers that allow peer-to-peer.  Importers get PCI bus addresses
 through a switch; through a host bridge, one IOVA range for the whole
 buffer where an IOMMU translates them (the DMA IOVA API) and a
-dma_map_resource() per contiguous run where nothing does.  Access is
-revoked with move_notify wherever vfio-pci zaps the user's BAR mappings
-and given back when the BAR is usable again; closing the device revokes
-for good.  Revocation waits for the importers' fences.
+dma_map_resource() per contiguous run where nothing does.  The CPU may
+mmap() the buffer: one mapping of the ranges in order, faulted in as
+vfio-pci's BAR mmap is.  Access is revoked with move_notify, and the CPU
+mappings zapped, wherever vfio-pci zaps the user's BAR mappings and given
+back when the BAR is usable again; closing the device revokes for good.
+Revocation waits for the importers' fences.
 
 The exporter is written in Rust (vfio_pci_dmabuf.rs, with the safe
 wrappers it needs over the C objects in vfio_pci_core_glue.rs); a small C
@@ -104,8 +106,8 @@ commit "selftests/vfio: dma-buf exporter tests, a test importer and their harnes
 
 Selftests of VFIO_DEVICE_FEATURE_DMA_BUF (UAPI and errno table, segments
 on each P2P path, importer refusals, revocation by every trigger and its
-order, lifetime, fault injection, real DMA through QEMU's edu device,
-fuzzers, a race stress, a benchmark), a test importer module
+order, lifetime, fault injection, real DMA through QEMU's edu device, CPU
+mappings, fuzzers, a race stress, a benchmark), a test importer module
 (dmabuf_importer/) and run.sh, which builds a kernel with this series and
 runs everything in QEMU guests shaped like real hosts." \
 	"${tests[@]}"
@@ -130,15 +132,17 @@ vfio-pci: export ranges of a PCI BAR as a dma-buf (6.12)
 This series lets the user of a vfio-pci device create a dma-buf from
 several ranges of one memory BAR (VFIO_DEVICE_FEATURE_DMA_BUF) and hand it
 to another driver -- an RDMA NIC, a GPU, iommufd -- which then DMAs into
-the BAR peer-to-peer.  Access is revoked through move_notify whenever the
-BAR becomes unusable (memory decode off, resets, low power) and for good
-when the device is closed.
+the BAR peer-to-peer; the CPU may map it too, as one mapping.  Access is
+revoked through move_notify, and CPU mappings are zapped (SIGBUS while
+revoked), whenever the BAR becomes unusable (memory decode off, resets,
+low power) and for good when the device is closed.
 
 The UAPI is binary-compatible with upstream Linux 6.19.  Compared with
 upstream's exporter, this one is written in Rust, merges ranges that
 follow each other in the BAR, cuts entries at the importer's segment
-limits in whole pages, and revokes synchronously (every importer is told,
-then all their fences are waited for).  6.12 lacks what upstream builds
+limits in whole pages, revokes synchronously (every importer is told,
+then all their fences are waited for), and allows mmap() of the buffer
+(upstream 6.19 refuses it; a series under review there adds it).  6.12 lacks what upstream builds
 on, so the series adds the minimum: exported registration helpers, the
 P2P map type between a provider and a client, Rust bindings, and a DMA
 IOVA API shaped as upstream's (one IOVA range per buffer behind an IOMMU).
@@ -152,11 +156,12 @@ Tested under QEMU (TCG) with a debug kernel (KASAN, lockdep, kmemleak,
 DMA-API and dma-buf debugging), in guests $shapes.
 Last run of the test command: $summary.
 Benchmarks (one N-range buffer against N buffers and udmabuf, on the
-bus-address and the IOMMU path): tools/testing/selftests/vfio/BENCHMARKS.md.
+bus-address and the IOMMU path; one CPU mapping against N mmaps of the
+region): tools/testing/selftests/vfio/BENCHMARKS.md.
 
-Known limits: no CPU mmap of the buffer (upstream 6.19 refuses it too);
-6.12 gives a device without an IOMMU no VFIO cdev, so such a device is
-opened through its group only.
+Known limits: CPU mappings are faulted in a page at a time (no huge
+pages); 6.12 gives a device without an IOMMU no VFIO cdev, so such a device
+is opened through its group only.
 EOF
 python3 - "$out"/0000-cover-letter.patch "$blurb" <<'PY'
 import sys
