@@ -28,7 +28,7 @@
 //!
 //! See `Documentation/driver-api/vfio-pci-dmabuf.rst`.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use kernel::{
     bindings,
     ffi::{c_int, c_void},
@@ -82,6 +82,8 @@ struct Buffer {
     ranges: KVVec<Range>,
     /// Where each range ends in the buffer, to find a faulting page's range.
     ends: KVVec<u64>,
+    /// The range the last CPU fault found: where the next one looks first.
+    fault_hint: AtomicUsize,
     /// The buffer's size: the ranges' lengths added up.
     size: u64,
 }
@@ -189,6 +191,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             bar,
             ranges: list,
             ends: range_ends,
+            fault_hint: AtomicUsize::new(0),
             size: buffer_size,
         },
         GFP_KERNEL,
@@ -483,13 +486,15 @@ impl Exporter for Buffer {
     fn fault(dmabuf: &DmaBuf<Buffer>, fault: &Fault) -> FaultResult {
         let buffer = dmabuf.data();
         let page = bindings::PAGE_SIZE as u64;
-        let Some(offset) = fault
+        let hint = buffer.fault_hint.load(Ordering::Relaxed);
+        let Some((offset, range)) = fault
             .pgoff()
             .checked_mul(page)
-            .and_then(|off| bar_offset(&buffer.ranges, &buffer.ends, off))
+            .and_then(|off| bar_offset(&buffer.ranges, &buffer.ends, off, hint))
         else {
             return FAULT_SIGBUS;
         };
+        buffer.fault_hint.store(range, Ordering::Relaxed);
         // Holds the device while its lock is taken; none once it was closed.
         let Some(reg) = buffer.registration() else {
             return FAULT_SIGBUS;

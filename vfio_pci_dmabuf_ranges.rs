@@ -118,13 +118,28 @@ pub fn ends(ranges: &[Range]) -> impl Iterator<Item = u64> + '_ {
 }
 
 /// The BAR offset of byte `offset` of the buffer that `ranges` make, given
-/// `ends` as [`ends`] returns them; `None` past the buffer's end. A binary
-/// search: logarithmic in the number of ranges.
-pub fn bar_offset(ranges: &[Range], ends: &[u64], offset: u64) -> Option<u64> {
-    let i = ends.partition_point(|&end| end <= offset);
+/// `ends` as [`ends`] returns them, and the index of the range that holds
+/// it; `None` past the buffer's end. Range `hint` and the one after it are
+/// tried first (a mapping is mostly touched in order: pass the index the
+/// last call returned), then a binary search: logarithmic in the number of
+/// ranges. Any `hint` gives the same answer.
+pub fn bar_offset(
+    ranges: &[Range],
+    ends: &[u64],
+    offset: u64,
+    hint: usize,
+) -> Option<(u64, usize)> {
+    let holds = |i: usize| match (ranges.get(i), ends.get(i)) {
+        (Some(r), Some(&end)) => offset < end && offset >= end - r.length,
+        _ => false,
+    };
+    let i = [hint, hint.wrapping_add(1)]
+        .into_iter()
+        .find(|&i| holds(i))
+        .unwrap_or_else(|| ends.partition_point(|&end| end <= offset));
     let range = ranges.get(i)?;
     let start = ends.get(i)? - range.length;
-    Some(range.offset + (offset - start))
+    Some((range.offset + (offset - start), i))
 }
 
 /// DMA segment limits of an importing device.

@@ -553,9 +553,14 @@ static void cpu_mappings(struct vfio_region_dma_range *r)
 		if (quick && n > 256)
 			break;
 		fill_ranges(r, n, 1, pages);
-		for (int w = 0; w < 2; w++) {
-			for (int rep = 0; rep < reps; rep++)
+		/* the two ways in turns, each first every other time */
+		for (int rep = 0; rep < reps; rep++)
+			for (int i = 0; i < 2; i++) {
+				int w = (rep + i) % 2;
+
 				cpu_once(&m, reg.offset, r, n, w, t[w][rep], &vmas[w], &sum);
+			}
+		for (int w = 0; w < 2; w++) {
 			tot[w] = 0;
 			for (int ph = 0; ph < NCPU; ph++) {
 				for (int rep = 0; rep < reps; rep++)

@@ -3,9 +3,7 @@
 //! planning, against a byte-by-byte reference model.
 
 use proptest::prelude::*;
-use ranges::{
-    bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES,
-};
+use ranges::{bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
 
 const PAGE: u64 = 4096;
 
@@ -266,20 +264,31 @@ proptest! {
     }
 
     // Every page of the buffer finds its BAR page, in request order (ranges
-    // overlap and repeat here); nothing past the end.
+    // overlap and repeat here), whatever the hint; nothing past the end.
     #[test]
-    fn bar_offset_finds_every_page(v in ranges_strategy()) {
+    fn bar_offset_finds_every_page(v in ranges_strategy(), hints in prop::collection::vec(any::<usize>(), 8)) {
         let e: Vec<u64> = ends(&v).collect();
         let pages = pages_of_ranges(&v);
         prop_assert_eq!(e.len(), v.len());
+        let mut last = 0;
         for (k, want) in pages.iter().enumerate() {
             let off = k as u64 * PAGE;
-            prop_assert_eq!(bar_offset(&v, &e, off), Some(*want));
-            prop_assert_eq!(bar_offset(&v, &e, off + PAGE - 1), Some(*want + PAGE - 1));
+            // in order, each call given the last answer's range
+            let (got, i) = bar_offset(&v, &e, off, last).unwrap();
+            prop_assert_eq!(got, *want);
+            prop_assert!(off < e[i] && off >= e[i] - v[i].length);
+            last = i;
+            for h in hints.iter().map(|h| h % (v.len() + 2)).chain([usize::MAX]) {
+                prop_assert_eq!(bar_offset(&v, &e, off, h).map(|x| x.0), Some(*want));
+                prop_assert_eq!(bar_offset(&v, &e, off + PAGE - 1, h).map(|x| x.0),
+                                Some(*want + PAGE - 1));
+            }
         }
         let total = pages.len() as u64 * PAGE;
-        prop_assert_eq!(bar_offset(&v, &e, total), None);
-        prop_assert_eq!(bar_offset(&v, &e, u64::MAX), None);
+        for h in [0, v.len() - 1, v.len(), usize::MAX] {
+            prop_assert_eq!(bar_offset(&v, &e, total, h), None);
+            prop_assert_eq!(bar_offset(&v, &e, u64::MAX, h), None);
+        }
     }
 
     #[test]
