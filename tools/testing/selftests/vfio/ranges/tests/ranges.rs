@@ -266,7 +266,8 @@ proptest! {
     // Every page of the buffer finds its BAR page, in request order (ranges
     // overlap and repeat here), whatever the hint; nothing past the end.
     #[test]
-    fn bar_offset_finds_every_page(v in ranges_strategy(), hints in prop::collection::vec(any::<usize>(), 8)) {
+    fn bar_offset_finds_every_page(v in ranges_strategy(),
+                                   hints in prop::collection::vec(any::<usize>(), 8)) {
         let e: Vec<u64> = ends(&v).collect();
         let pages = pages_of_ranges(&v);
         prop_assert_eq!(e.len(), v.len());
