@@ -7,6 +7,8 @@
 #   - checkpatch --strict of our C and of the patch series;
 #   - the whole feature as one series (series.sh) applies to the base and
 #     every patch of it passes checkpatch --strict;
+#   - the feature's Kconfig and Makefile lines merge into a base that
+#     changed those files (another 6.12.y);
 #   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
 #   - the documentation page is valid reStructuredText (docutils);
 #   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ builds.
@@ -58,6 +60,19 @@ check "checkpatch --strict of the patch series" \
 	"$TREE" "$REPO"/patches/*.patch
 check "the whole series: git am on the base, checkpatch --strict of each patch" \
 	"$SELFTEST_DIR/scripts/series.sh" "$CACHE/series"
+# On another 6.12.y the feature's Kbuild lines are merged into the base's
+# files: lines the base added around them stay, an unchanged base gets the
+# repository's files exactly.
+check "Kconfig and Makefile: the feature's lines merge into a base that changed them" \
+	bash -c '. "$1/scripts/lib.sh"; set -e
+	d=$(mktemp -d); trap "rm -rf $d" EXIT; o=$(kbuild_originals)
+	for f in "${KBUILD_FILES[@]}"; do
+		{ echo "# a 6.12.y change"; cat "$o/$f"; echo "# another"; } > "$d/base"
+		kbuild_merge "$f" "$d/base" "$d/out"
+		diff -u <(echo "# a 6.12.y change"; cat "$REPO/$f"; echo "# another") "$d/out"
+		kbuild_merge "$f" "$o/$f" "$d/out"
+		cmp "$REPO/$f" "$d/out"
+	done' _ "$SELFTEST_DIR"
 check "uapi/ matches the UAPI patch" bash -c '
 	added=$(sed -n "/^+++ b\/include\/uapi\/linux\/vfio.h/,/^-- *\$/p" patches/*.patch |
 		grep "^+" | grep -v "^+++" | cut -c2- | sed "1{/^\$/d}")

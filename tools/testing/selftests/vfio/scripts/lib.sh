@@ -10,6 +10,11 @@ BASE_PIN=${BASE_PIN:-6.12.117-1~deb12u1}
 BINDGEN_VERSION=0.73.2
 CARGO_FUZZ_VERSION=0.13.2
 
+# The repository keeps drivers/vfio/pci/Kconfig and Makefile whole: Linux
+# $KBUILD_BASE's files with the feature's lines added (kbuild_merge).
+KBUILD_BASE=6.12.117
+KBUILD_FILES=(Kconfig Makefile)
+
 CACHE=${VFIO_DMABUF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-dmabuf}
 TOOLS=$CACHE/tools
 
@@ -40,4 +45,45 @@ kmake_vars() {
 	printf '%s\n' LLVM=1 "RUSTC=$RUSTC" RUSTDOC=/usr/bin/rustdoc \
 		"RUST_LIB_SRC=$RUST_LIB_SRC" "BINDGEN=$BINDGEN" \
 		CLIPPY_DRIVER=/usr/bin/clippy-driver RUSTFMT=/usr/bin/rustfmt
+}
+
+# kbuild_originals: prints a directory with drivers/vfio/pci/Kconfig and
+# Makefile as Linux $KBUILD_BASE has them (cached once), from the default
+# base tree or from Debian's linux-source-6.12 of that version.
+kbuild_originals() {
+	local dir=$CACHE/kbuild-base/$KBUILD_BASE t=$CACHE/src/linux-$KBUILD_BASE f
+	local tarball=/usr/src/linux-source-6.12.tar.xz
+	if ! [ -f "$dir/Makefile" ]; then
+		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+		if [ -f "$t/.harness-base" ]; then
+			for f in "${KBUILD_FILES[@]}"; do
+				git -C "$t" show "harness-base:drivers/vfio/pci/$f" > "$dir.tmp/$f"
+			done
+		elif dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null |
+				grep -q "^$KBUILD_BASE-"; then
+			tar -C "$dir.tmp" --strip-components=4 -xf "$tarball" --wildcards \
+				'*/drivers/vfio/pci/Kconfig' '*/drivers/vfio/pci/Makefile'
+		else
+			die "need Linux $KBUILD_BASE's drivers/vfio/pci/Kconfig and Makefile:" \
+			    "install linux-source-6.12=$BASE_PIN"
+		fi
+		mv "$dir.tmp" "$dir"
+	fi
+	echo "$dir"
+}
+
+# kbuild_merge NAME BASE_FILE OUT: writes to OUT the repository's
+# drivers/vfio/pci/NAME for a base tree whose NAME is BASE_FILE: the
+# repository's file where the base has Linux $KBUILD_BASE's, else the
+# feature's lines merged into the base's file (three-way, as git does), so
+# that what a newer 6.12.y changed there stays.  A conflict is an error.
+kbuild_merge() {
+	local name=$1 base=$2 out=$3 orig
+	orig=$(kbuild_originals)/$name
+	cp "$REPO/$name" "$out"
+	cmp -s "$orig" "$base" && return 0
+	git merge-file -q -L repository -L "Linux $KBUILD_BASE" -L base \
+		"$out" "$orig" "$base" ||
+		die "drivers/vfio/pci/$name: the feature's lines do not merge" \
+		    "into the base's file (see the conflicts in $out)"
 }

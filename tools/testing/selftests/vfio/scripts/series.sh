@@ -9,24 +9,41 @@
 #      4): exports, the UAPI, the Rust bindings, the hooks (with stubs
 #      while the option does not exist), the DMA-API patches;
 #   2. the range logic, a module of the crate (built from step 3 on);
-#   3. the exporter: Kconfig and Makefile (as diffs against the base), the
-#      C shim and the crate;
+#   3. the exporter: the feature's lines of Kconfig and Makefile merged
+#      into the base's files (kbuild_merge in lib.sh: a diff against the
+#      base, also on another 6.12.y), the C shim and the crate;
 #   4. the documentation page, then the patches held back from step 1
 #      (its index entry, the MAINTAINERS entry);
 #   5. the selftests, the test importer and the harness.
 #
 # Each patch is checked with checkpatch.pl --strict; the series is applied
-# with git am to a pristine copy of the base as it is written.
+# with git am to a pristine copy of the base as it is written, and it must
+# be exactly the integration tree the guests' kernel is built from.
+#
+# series.sh --quick DIR only writes it, for tree.sh, which builds the
+# integration tree from it (SERIES_BASE_TREE names that tree).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+quick=0
+if [ "${1:-}" = --quick ]; then
+	quick=1
+	shift
+fi
 out=${1:-$CACHE/series}
-TREE=$("$SELFTEST_DIR/scripts/tree.sh")
+TREE=${SERIES_BASE_TREE:-$("$SELFTEST_DIR/scripts/tree.sh")}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 W=$work/linux
 git clone -q -s -n "$TREE" "$W"
 cd "$W"
+# Only the files the series writes, and checkpatch, are checked out.
+{
+	sed -n 's|^+++ b/||p;s|^--- a/||p' "$REPO"/patches/*.patch
+	printf '%s\n' /drivers/vfio/pci/ /Documentation/driver-api/ /MAINTAINERS \
+		/tools/testing/selftests/vfio/ /scripts/
+} | sort -u | sed 's|^\([^/]\)|/\1|' > "$work/sparse"
+git sparse-checkout set --no-cone --stdin < "$work/sparse"
 git checkout -q harness-base
 
 # The series' author is the one of the kernel-tree patches.
@@ -43,7 +60,13 @@ commit() {	# commit MESSAGE FILE...: files as the repository has them
 	shift
 	for f in "$@"; do
 		mkdir -p "$(dirname "$f")"
-		cp "$REPO/$(repo_path "$f")" "$f"
+		case $f in
+		drivers/vfio/pci/Kconfig | drivers/vfio/pci/Makefile)
+			git show "harness-base:$f" > "$work/base"
+			kbuild_merge "${f##*/}" "$work/base" "$f" ;;
+		*)
+			cp "$REPO/$(repo_path "$f")" "$f" ;;
+		esac
 	done
 	"${GIT[@]}" add -f -- "$@"
 	"${GIT[@]}" commit -q -s -m "$msg"
@@ -101,7 +124,8 @@ an example and how the feature is tested." \
 	Documentation/driver-api/vfio-pci-dmabuf.rst
 for p in "${deferred[@]}"; do am "$p"; done
 
-mapfile -t tests < <(cd "$REPO" && git ls-files tools/testing/selftests/vfio)
+mapfile -t tests < <(cd "$REPO" &&
+	git ls-files --cached --others --exclude-standard tools/testing/selftests/vfio)
 commit "selftests/vfio: dma-buf exporter tests, a test importer and their harness
 
 Selftests of VFIO_DEVICE_FEATURE_DMA_BUF (UAPI and errno table, segments
@@ -174,6 +198,11 @@ s = open(cover).read()
 s = s.replace('*** SUBJECT HERE ***', subject).replace('*** BLURB HERE ***', body)
 open(cover, 'w').write(s)
 PY
+
+if [ $quick = 1 ]; then
+	log "series: $n patches in $out"
+	exit 0
+fi
 
 # What is shipped is what is tested: every file the series writes is the
 # one in the integration tree the guests' kernel was built from.

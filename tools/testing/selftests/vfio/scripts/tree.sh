@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 # Prepare the integration kernel tree in the cache and print its path:
 #   1. a pristine base (Debian's linux-source-6.12, or $KDIR), committed in git;
-#   2. patches/*.patch applied with git am (re-applied from pristine whenever
-#      the series changes);
-#   3. the repository's own files (Kbuild fragments, sources, documentation)
-#      copied into drivers/vfio/pci/ -- only files whose content changed are
-#      written, so an edit in the clone rebuilds only what it touches.
+#   2. the whole feature as series.sh writes it from the repository (the
+#      patches of patches/, then the crate, the shim, Kbuild, documentation
+#      and selftests) applied with git am -- what is tested is what is
+#      shipped.  Re-applied from the pristine base whenever the repository
+#      changes; files whose content stayed keep their mtime, so an edit in
+#      the clone rebuilds only what it touches.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -41,56 +42,62 @@ if ! [ -f "$TREE/.harness-base" ]; then
 	rm -rf "$TREE" && mv "$TREE.tmp" "$TREE"
 fi
 
+# The tree is the base plus the whole series, as series.sh writes it from
+# the repository (git am, re-applied from the pristine base whenever its
+# inputs change).  Files whose content the new series leaves as it was get
+# their old mtime back, so that an edit rebuilds only what it touches.
 series_id=$(find "$REPO/patches" -name "*.patch" -print0 | sort -z |
 	xargs -0 -r cat | sha1sum | cut -c1-40)
-if [ "$(cat "$TREE/.harness-series" 2>/dev/null)" != "$series_id" ]; then
-	log "applying patch series to $TREE"
+cd "$REPO"
+tree_id=$( {
+	echo "$series_id"
+	ls Kconfig Makefile ./*.c ./*.h ./*.rs 2>/dev/null
+	git ls-files --cached --others --exclude-standard Documentation \
+		tools/testing/selftests/vfio
+} | while read -r f; do
+	[ -f "$f" ] && { echo "$f"; cat "$f"; } || echo "$f"
+done | sha1sum | cut -c1-40)
+if [ "$(cat "$TREE/.harness-tree" 2>/dev/null)" != "$tree_id" ]; then
+	log "applying the series to $TREE"
+	series=$TREE.series
+	SERIES_BASE_TREE=$TREE "$SELFTEST_DIR/scripts/series.sh" --quick "$series" ||
+		die "cannot write the series"
 	cd "$TREE"
-	# Files the old series and copies touched: remember their content and
-	# mtime, so that those the new series leaves as they were get their
-	# mtime back (below) and make rebuilds nothing.
-	stamps=$(mktemp)
-	{ "${GIT[@]}" diff --name-only harness-base --; "${GIT[@]}" ls-files --others; } |
-		while read -r f; do
-			if [ -f "$f" ]; then
-				echo "$(sha1sum < "$f" | cut -c1-40) $(stat -c %Y "$f") $f"
-			fi
-		done > "$stamps"
+	# Content and mtime of every file the old series wrote; kept until the
+	# new series is in, so that a run that dies half-way leaves them for
+	# the next one.
+	stamps=$TREE/.harness-stamps
+	if ! [ -f "$stamps" ]; then
+		{ "${GIT[@]}" diff --name-only harness-base --; "${GIT[@]}" ls-files --others; } |
+			while read -r f; do
+				if [ -f "$f" ]; then
+					echo "$(sha1sum < "$f" | cut -c1-40) $(stat -c %Y "$f") $f"
+				fi
+			done > "$stamps.tmp"
+		mv "$stamps.tmp" "$stamps"
+	fi
 	"${GIT[@]}" am --abort >/dev/null 2>&1 || true
 	"${GIT[@]}" reset -q --hard harness-base
-	"${GIT[@]}" clean -q -fd -e .harness-base
-	for p in "$REPO"/patches/*.patch; do
-		[ -e "$p" ] || continue
-		"${GIT[@]}" am -q --keep-cr "$p" >/dev/null 2>&1 || {
-			"${GIT[@]}" am --abort >/dev/null 2>&1 || true
-			die "patch does not apply: patches/$(basename "$p")"
-		}
+	"${GIT[@]}" clean -q -fd -e '.harness-*'
+	# The files the series creates may be there from the last one, ignored
+	# (Debian's .gitignore ignores the whole tree): they go, while build
+	# products (the test importer's, in the source tree) stay.
+	sed -n 's/^ create mode [0-7]* //p' "$series"/*.patch | while read -r f; do
+		rm -f "$f"
 	done
-	echo "$series_id" > "$TREE/.harness-series"
-fi
-
-# Copy the repository's kernel files, writing only what differs.
-place() {	# place SRC DST
-	if ! cmp -s "$1" "$2"; then
-		mkdir -p "$(dirname "$2")"
-		cp "$1" "$2"
-	fi
-}
-cd "$REPO"
-for f in Kconfig Makefile *.c *.h *.rs; do
-	[ -f "$f" ] && place "$f" "$TREE/drivers/vfio/pci/$f"
-done
-# Documentation and the selftests mirror their place in the tree.
-git ls-files --cached --others --exclude-standard Documentation \
-		tools/testing/selftests/vfio 2>/dev/null |
-	while read -r f; do [ -f "$f" ] && place "$f" "$TREE/$f"; done
-if [ -n "${stamps:-}" ]; then
-	cd "$TREE"
+	"${GIT[@]}" am -q --keep-cr $(ls "$series"/*.patch | grep -v /0000-cover-letter) \
+			> "$TREE/.harness-am.log" 2>&1 || {
+		sed 's/^/    /' "$TREE/.harness-am.log" >&2
+		"${GIT[@]}" am --abort >/dev/null 2>&1 || true
+		die "the series does not apply to $TREE (above)"
+	}
 	while read -r sum mtime f; do
 		if [ -f "$f" ] && [ "$(sha1sum < "$f" | cut -c1-40)" = "$sum" ]; then
 			touch -d "@$mtime" "$f"
 		fi
 	done < "$stamps"
 	rm -f "$stamps"
+	echo "$series_id" > "$TREE/.harness-series"
+	echo "$tree_id" > "$TREE/.harness-tree"
 fi
 echo "$TREE"
