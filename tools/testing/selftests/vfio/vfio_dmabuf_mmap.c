@@ -493,14 +493,12 @@ TEST_F(mmap, revoke_on_reset)
 
 TEST_F(mmap, revoke_on_hot_reset)
 {
-	struct vfio_pci_hot_reset_info *info;
+	int e;
 
-	info = calloc(1, sizeof(*info) + 16 * sizeof(info->devices[0]));
-	ASSERT_NE(NULL, info);
-	info->argsz = sizeof(*info) + 16 * sizeof(info->devices[0]);
-	if (ioctl(self->d.fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info))
-		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(errno));
-	free(info);
+	e = vdev_hot_reset_info(self->d.fd);
+	ASSERT_NE(-ENOMEM, e);
+	if (e)
+		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(-e));
 	revoke_cycle(hot_reset, NULL);
 }
 

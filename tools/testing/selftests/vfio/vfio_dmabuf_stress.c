@@ -116,6 +116,17 @@ static void *creator(void *arg)
 	return arg;
 }
 
+/* A random buffer of the pool, with its own fd: 0, or -1 for a free slot. */
+static int pool_take(unsigned int *seed, struct buf *b)
+{
+	pthread_mutex_lock(&pool_lock);
+	*b = pool[rand_r(seed) % POOL];
+	if (b->fd >= 0)
+		b->fd = dup(b->fd);
+	pthread_mutex_unlock(&pool_lock);
+	return b->fd < 0 ? -1 : 0;
+}
+
 /*
  * Is every byte of [p, p + len) inside @b's ranges of its device's BAR?  A
  * segment may span several ranges: ranges that follow each other in the
@@ -153,12 +164,7 @@ static void *importer_thread(void *arg)
 		struct buf b;
 		int imp, n;
 
-		pthread_mutex_lock(&pool_lock);
-		b = pool[rand_r(&seed) % POOL];
-		if (b.fd >= 0)
-			b.fd = dup(b.fd);
-		pthread_mutex_unlock(&pool_lock);
-		if (b.fd < 0)
+		if (pool_take(&seed, &b))
 			continue;
 		s = &devs[b.dev];
 		imp = importer_attach(b.fd, importer, 0);
@@ -223,12 +229,7 @@ static void *cpu_thread(void *arg)
 		struct buf b;
 		uint8_t *map;
 
-		pthread_mutex_lock(&pool_lock);
-		b = pool[rand_r(&seed) % POOL];
-		if (b.fd >= 0)
-			b.fd = dup(b.fd);
-		pthread_mutex_unlock(&pool_lock);
-		if (b.fd < 0)
+		if (pool_take(&seed, &b))
 			continue;
 		s = &devs[b.dev];
 		for (int i = 0; i < b.n; i++)

@@ -812,16 +812,13 @@ TEST_F(dmabuf, revoke_on_reset)
 TEST_F(dmabuf, revoke_on_hot_reset)
 {
 	struct vfio_region_dma_range r = { 0, PAGE };
-	struct vfio_pci_hot_reset_info *info;
 	struct attach_probe probe;
-	int buf, imp;
+	int buf, imp, e;
 
-	info = calloc(1, sizeof(*info) + 16 * sizeof(info->devices[0]));
-	ASSERT_NE(NULL, info);
-	info->argsz = sizeof(*info) + 16 * sizeof(info->devices[0]);
-	if (ioctl(self->d.fd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info))
-		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(errno));
-	free(info);
+	e = vdev_hot_reset_info(self->d.fd);
+	ASSERT_NE(-ENOMEM, e);
+	if (e)
+		SKIP(return, "no hot reset for %s: %s", self->d.bdf, strerror(-e));
 	if (!strcmp(self->path, "none")) {
 		buf = dmabuf_create(self->d.fd, BAR, 1, &r);
 		ASSERT_GE(buf, 0);

@@ -544,6 +544,25 @@ static inline int vdev_hot_reset(int devfd, const int *groups, int n)
 }
 
 /*
+ * Whether device @devfd can be hot reset (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO
+ * succeeds): 0, or -errno.
+ */
+static inline int vdev_hot_reset_info(int devfd)
+{
+	size_t size = sizeof(struct vfio_pci_hot_reset_info) +
+		      16 * sizeof(struct vfio_pci_dependent_device);
+	struct vfio_pci_hot_reset_info *info = calloc(1, size);
+	int ret;
+
+	if (!info)
+		return -ENOMEM;
+	info->argsz = size;
+	ret = ioctl(devfd, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info) ? -errno : 0;
+	free(info);
+	return ret;
+}
+
+/*
  * Writes @tag to the kernel log through @fd (/dev/kmsg, positioned at its
  * end) and returns the sequence number of that record, or -1.  Records the
  * ring buffer overwrote in between (EPIPE) are skipped.
