@@ -87,3 +87,68 @@ kbuild_merge() {
 		die "drivers/vfio/pci/$name: the feature's lines do not merge" \
 		    "into the base's file (see the conflicts in $out)"
 }
+
+# config_fragment FILE: prints a config fragment with the fragments it starts
+# from ("# base: NAME" for configs/NAME.config, or a path relative to it),
+# which may have bases of their own, first; its own lines win.
+config_fragment() {
+	local b
+	for b in $(sed -n 's/^# base: //p' "$1"); do
+		case $b in
+		*/*) config_fragment "$(dirname "$1")/$b" ;;
+		*) config_fragment "$SELFTEST_DIR/configs/$b.config" ;;
+		esac
+	done
+	cat "$1"
+}
+
+# kconfig_apply TREE OUT FRAGMENT [--defined]: configures OUT as allnoconfig
+# with FRAGMENT on top, then checks every symbol the fragment sets, so that a
+# dependency that silently dropped an option fails (says which, returns 1).
+# With --defined, symbols the tree does not define (yet) are left out.
+kconfig_apply() {
+	local tree=$1 out=$2 frag=$3 defined=${4:-} line sym got bad=0
+	local -A want=()
+	make -s -C "$tree" O="$out" $(kmake_vars) KCONFIG_ALLCONFIG="$frag" \
+		allnoconfig > /dev/null || return 1
+	while read -r line; do
+		case "$line" in
+		CONFIG_*=*) want[${line%%=*}]=$line ;;
+		"# CONFIG_"*" is not set") sym=${line#\# }; want[${sym%% *}]="" ;;
+		esac
+	done < "$frag"
+	local -A known=()
+	if [ -n "$defined" ]; then
+		while read -r sym; do known[CONFIG_$sym]=1; done < <(grep -rhsE \
+			--include='Kconfig*' '^[[:space:]]*(menu)?config[[:space:]]+[A-Z0-9_]+' \
+			"$tree" | awk '{ print $2 }')
+	fi
+	for sym in "${!want[@]}"; do
+		[ -z "$defined" ] || [ -n "${known[$sym]:-}" ] || continue
+		got=$(grep -E "^$sym=" "$out/.config" || true)
+		if [ "$got" != "${want[$sym]}" ]; then
+			log "config: wanted '${want[$sym]:-$sym off}', got '${got:-off}'"
+			bad=1
+		fi
+	done
+	return $bad
+}
+
+# ... | kbuild_progress WHAT: a quiet kernel build that says how far it is
+# once a minute (kbuild's "  CC  path" lines counted); anything else make
+# prints (warnings, errors) passes through to stderr.
+kbuild_progress() {
+	local what=$1 n=0 t0=$SECONDS last=$SECONDS line
+	while IFS= read -r line; do
+		if [[ $line =~ ^\ \ [A-Z][A-Z0-9_\ ]{0,10}\ [^\ ] ]]; then
+			n=$((n + 1))
+		else
+			printf '%s\n' "$line" >&2
+		fi
+		if ((SECONDS - last >= 60)); then
+			log "$what: $n build steps done, $((SECONDS - t0)) s"
+			last=$SECONDS
+		fi
+	done
+	log "$what: $n build steps, $((SECONDS - t0)) s"
+}
