@@ -55,7 +55,7 @@ cmd_test() {
 	f=$((f + $(grep -c '^not ok' <<<"$host" || true)))
 	p=$((p + $(grep -c '^ok' <<<"$host" || true)))
 	log "guest consoles: $logs/*.log; total time $((SECONDS - start)) s"
-	echo "$p passed, $f failed, $s skipped"
+	echo "$p passed, $f failed, $s skipped" | tee "$logs/summary"
 	[ "$f" = 0 ]
 }
 

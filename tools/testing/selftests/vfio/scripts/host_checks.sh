@@ -7,6 +7,7 @@
 #   - checkpatch --strict of our C and of the patch series;
 #   - the whole feature as one series (series.sh) applies to the base and
 #     every patch of it passes checkpatch --strict;
+#   - the kernel builds after each patch of it (bisect.sh);
 #   - the feature's Kconfig and Makefile lines merge into a base that
 #     changed those files (another 6.12.y);
 #   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
@@ -19,11 +20,14 @@ set -uo pipefail
 TREE=$("$SELFTEST_DIR/scripts/tree.sh") || exit 1
 mapfile -t MV < <(kmake_vars)
 
-check() {	# check NAME COMMAND...
-	local name=$1 out
+check() {	# check [--show] NAME COMMAND...; --show: the output also when ok
+	local show=0 name out
+	[ "$1" != --show ] || { show=1; shift; }
+	name=$1
 	shift
 	if out=$("$@" 2>&1); then
 		echo "ok host: $name"
+		[ $show = 0 ] || printf '%s\n' "$out" | sed 's/^/# /'
 	else
 		echo "not ok host: $name"
 		printf '%s\n' "$out" | tail -n 40 | sed 's/^/# /'
@@ -60,6 +64,10 @@ check "checkpatch --strict of the patch series" \
 	"$TREE" "$REPO"/patches/*.patch
 check "the whole series: git am on the base, checkpatch --strict of each patch" \
 	"$SELFTEST_DIR/scripts/series.sh" "$CACHE/series"
+# One line per patch; the build's progress goes to logs/bisect.log.
+check --show "the series builds after each patch (the benchmark's config, warnings fail)" \
+	bash -c '"$1" 2> "$2" || { tail -n 20 "$2"; exit 1; }' _ \
+	"$SELFTEST_DIR/scripts/bisect.sh" "$CACHE/logs/bisect.log"
 # On another 6.12.y the feature's Kbuild lines are merged into the base's
 # files: lines the base added around them stay, an unchanged base gets the
 # repository's files exactly.

@@ -152,3 +152,18 @@ kbuild_progress() {
 	done
 	log "$what: $n build steps, $((SECONDS - t0)) s"
 }
+
+# builds_kernel REPO COMMIT: whether COMMIT changes anything a kernel build
+# reads (not only Documentation/, MAINTAINERS, tools/).
+builds_kernel() {
+	git -C "$1" diff-tree --no-commit-id --name-only -r "$2" |
+		grep -qv '^\(Documentation/\|MAINTAINERS$\|tools/\)'
+}
+
+# bisect_state REPO COMMIT: what bisect.sh records (in its checked file) once
+# COMMIT's tree has built with the benchmark's config: the tree's and the
+# config fragment's ids.
+bisect_state() {
+	echo "$(git -C "$1" rev-parse "$2^{tree}")" \
+		"$(config_fragment "$SELFTEST_DIR/configs/bench.config" | sha1sum | cut -c1-40)"
+}

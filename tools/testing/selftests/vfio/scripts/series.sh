@@ -145,9 +145,27 @@ n=$(git rev-list --count harness-base..HEAD)
 shapes="behind a PCIe switch with and without an IOMMU, through the host
 bridge with and without one, and with no P2P path"
 summary="no run of the test command on record in $CACHE/logs"
-if [ -f "$CACHE/logs/report.txt" ]; then
-	read -r p f s < <(tail -n 1 "$CACHE/logs/report.txt")
-	summary="$p passed, $f failed, $s skipped ($(date -r "$CACHE/logs/report.txt" +%F))"
+if [ -f "$CACHE/logs/summary" ]; then
+	summary="$(cat "$CACHE/logs/summary") ($(date -r "$CACHE/logs/summary" +%F))"
+fi
+# Whether bisect.sh built every patch of this very series (tree states).
+built=0 unbuilt=0
+for c in $(git rev-list harness-base..HEAD); do
+	builds_kernel . "$c" || continue
+	if grep -qxF "$(bisect_state . "$c")" "$CACHE/bisect/${TREE##*/}/checked" 2>/dev/null
+	then
+		built=$((built + 1))
+	else
+		unbuilt=$((unbuilt + 1))
+	fi
+done
+if [ $unbuilt = 0 ]; then
+	bisect="Each of the $built patches that change what the kernel build reads
+was built on its own, in order (the benchmark guest's config, warnings
+failing; CONFIG_VFIO_PCI_DMABUF from the patch that adds it)."
+else
+	bisect="$unbuilt of the $((built + unbuilt)) patches that change what the kernel
+build reads have not been built on their own yet (the test command does it)."
 fi
 blurb=$work/blurb
 cat > "$blurb" <<EOF
@@ -178,7 +196,7 @@ runs everything in QEMU guests).
 
 Tested under QEMU (TCG) with a debug kernel (KASAN, lockdep, kmemleak,
 DMA-API and dma-buf debugging), in guests $shapes.
-Last run of the test command: $summary.
+Last run of the test command: $summary. $bisect
 Benchmarks (one N-range buffer against N buffers and udmabuf, on the
 bus-address and the IOMMU path; one CPU mapping against N mmaps of the
 region): tools/testing/selftests/vfio/BENCHMARKS.md.
