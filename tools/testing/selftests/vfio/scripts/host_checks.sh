@@ -64,10 +64,11 @@ check "checkpatch --strict of the patch series" \
 	"$TREE" "$REPO"/patches/*.patch
 check "the whole series: git am on the base, checkpatch --strict of each patch" \
 	"$SELFTEST_DIR/scripts/series.sh" "$CACHE/series"
-# One line per patch; the build's progress goes to logs/bisect.log.
+# One line per patch; the build's progress goes to logs/bisect.txt (logs/*.log
+# are guest consoles).
 check --show "the series builds after each patch (the benchmark's config, warnings fail)" \
 	bash -c '"$1" 2> "$2" || { tail -n 20 "$2"; exit 1; }' _ \
-	"$SELFTEST_DIR/scripts/bisect.sh" "$CACHE/logs/bisect.log"
+	"$SELFTEST_DIR/scripts/bisect.sh" "$CACHE/logs/bisect.txt"
 # On another 6.12.y the feature's Kbuild lines are merged into the base's
 # files: lines the base added around them stay, an unchanged base gets the
 # repository's files exactly.
