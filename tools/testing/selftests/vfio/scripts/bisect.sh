@@ -18,7 +18,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 TREE=$("$SELFTEST_DIR/scripts/tree.sh")
-B=$CACHE/bisect/$(basename "$TREE")
+B=$(bisect_dir "$TREE")
 WT=$B/src
 OUT=$B/build
 mapfile -t MV < <(kmake_vars)
@@ -34,7 +34,6 @@ if [ "$(cat "$B/tree" 2>/dev/null)" != "$TREE" ]; then
 fi
 mkdir -p "$OUT"
 config_fragment "$SELFTEST_DIR/configs/bench.config" > "$B/fragment"
-frag_id=$(sha1sum < "$B/fragment" | cut -c1-40)
 touch "$B/checked"
 
 mapfile -t commits < <(git -C "$TREE" rev-list --reverse harness-base..HEAD)
@@ -54,7 +53,7 @@ for c in "${commits[@]}"; do
 	fi
 	git -C "$WT" checkout -q --detach "$c"
 	# Kconfig files or the fragment changed: configure again.
-	config_id=$( { echo "$frag_id"
+	config_id=$( { echo "${state#* }"
 		git -C "$WT" ls-tree -r HEAD | awk '$4 ~ /(^|\/)Kconfig[^\/]*$/ { print $3 }'
 	} | sha1sum | cut -c1-40)
 	if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$config_id" ]; then
@@ -69,10 +68,10 @@ for c in "${commits[@]}"; do
 	rc=0
 	make -C "$WT" O="$OUT" "${MV[@]}" -j"$JOBS" --no-print-directory 2>&1 |
 		tee "$B/log" | kbuild_progress "bisect $i/$n" || rc=$?
-	steps=$(grep -cE '^  [A-Z][A-Z0-9_ ]{0,10} [^ ]' "$B/log" || true)
+	steps=$(grep -cE "$KBUILD_STEP" "$B/log" || true)
 	if [ $rc != 0 ] || grep -q 'warning:\|error:' "$B/log"; then
 		echo "$what: FAILS ($steps build steps, $((SECONDS - t0)) s):"
-		grep -vE '^  [A-Z][A-Z0-9_ ]{0,10} [^ ]' "$B/log" | tail -n 30 | sed 's/^/    /'
+		grep -vE "$KBUILD_STEP" "$B/log" | tail -n 30 | sed 's/^/    /'
 		bad=1
 		break
 	fi

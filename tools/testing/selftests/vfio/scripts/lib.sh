@@ -134,13 +134,16 @@ kconfig_apply() {
 	return $bad
 }
 
+# A build step in kbuild's quiet output ("  CC      path"), as an ERE.
+KBUILD_STEP='^  [A-Z][A-Z0-9_ ]{0,10} [^ ]'
+
 # ... | kbuild_progress WHAT: a quiet kernel build that says how far it is
-# once a minute (kbuild's "  CC  path" lines counted); anything else make
-# prints (warnings, errors) passes through to stderr.
+# once a minute (its build steps counted); anything else make prints
+# (warnings, errors) passes through to stderr.
 kbuild_progress() {
 	local what=$1 n=0 t0=$SECONDS last=$SECONDS line
 	while IFS= read -r line; do
-		if [[ $line =~ ^\ \ [A-Z][A-Z0-9_\ ]{0,10}\ [^\ ] ]]; then
+		if [[ $line =~ $KBUILD_STEP ]]; then
 			n=$((n + 1))
 		else
 			printf '%s\n' "$line" >&2
@@ -158,6 +161,12 @@ kbuild_progress() {
 builds_kernel() {
 	git -C "$1" diff-tree --no-commit-id --name-only -r "$2" |
 		grep -qv '^\(Documentation/\|MAINTAINERS$\|tools/\)'
+}
+
+# bisect_dir TREE: where bisect.sh builds the series applied to TREE; its
+# checked file lists the bisect_state of every tree that built there.
+bisect_dir() {
+	echo "$CACHE/bisect/${1##*/}"
 }
 
 # bisect_state REPO COMMIT: what bisect.sh records (in its checked file) once

@@ -152,7 +152,7 @@ fi
 built=0 unbuilt=0
 for c in $(git rev-list harness-base..HEAD); do
 	builds_kernel . "$c" || continue
-	if grep -qxF "$(bisect_state . "$c")" "$CACHE/bisect/${TREE##*/}/checked" 2>/dev/null
+	if grep -qxF "$(bisect_state . "$c")" "$(bisect_dir "$TREE")/checked" 2>/dev/null
 	then
 		built=$((built + 1))
 	else
