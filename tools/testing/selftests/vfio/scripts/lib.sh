@@ -4,16 +4,17 @@
 SELFTEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$SELFTEST_DIR/../../../.." && pwd)
 
-# Pinned base; the newest installed linux-source-6.12 is used when the pin is
-# not available from the archive (with a message).
-BASE_PIN=${BASE_PIN:-6.12.117-1~deb12u1}
+# The base tree: $KDIR when set; else Debian's linux-source-6.12 at version
+# $BASE_PIN when set (fetched into the cache when the installed one is
+# another version); else the installed linux-source-6.12, which setup.sh
+# installs at the newest version the archive has when it is missing.
+BASE_PIN=${BASE_PIN:-}
 BINDGEN_VERSION=0.73.2
 CARGO_FUZZ_VERSION=0.13.2
 
-# The repository keeps drivers/vfio/pci/Kconfig and Makefile whole: Linux
-# $KBUILD_BASE's files with the feature's lines added (kbuild_merge).
-KBUILD_BASE=6.12.117
-KBUILD_FILES=(Kconfig Makefile)
+# The feature's lines of drivers/vfio/pci/Kconfig and Makefile (a diff that
+# series.sh folds into the exporter's patch).
+KBUILD_DIFF=$REPO/patches/exporter-kbuild.diff
 
 CACHE=${VFIO_DMABUF_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-dmabuf}
 TOOLS=$CACHE/tools
@@ -47,45 +48,94 @@ kmake_vars() {
 		CLIPPY_DRIVER=/usr/bin/clippy-driver RUSTFMT=/usr/bin/rustfmt
 }
 
-# kbuild_originals: prints a directory with drivers/vfio/pci/Kconfig and
-# Makefile as Linux $KBUILD_BASE has them (cached once), from the default
-# base tree or from Debian's linux-source-6.12 of that version.
-kbuild_originals() {
-	local dir=$CACHE/kbuild-base/$KBUILD_BASE t=$CACHE/src/linux-$KBUILD_BASE f
-	local tarball=/usr/src/linux-source-6.12.tar.xz
-	if ! [ -f "$dir/Makefile" ]; then
-		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-		if [ -f "$t/.harness-base" ]; then
-			for f in "${KBUILD_FILES[@]}"; do
-				git -C "$t" show "harness-base:drivers/vfio/pci/$f" > "$dir.tmp/$f"
-			done
-		elif dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null |
-				grep -q "^$KBUILD_BASE-"; then
-			tar -C "$dir.tmp" --strip-components=4 -xf "$tarball" --wildcards \
-				'*/drivers/vfio/pci/Kconfig' '*/drivers/vfio/pci/Makefile'
-		else
-			die "need Linux $KBUILD_BASE's drivers/vfio/pci/Kconfig and Makefile:" \
-			    "install linux-source-6.12=$BASE_PIN"
-		fi
-		mv "$dir.tmp" "$dir"
-	fi
-	echo "$dir"
+# has [GREP-OPTIONS] PATTERN: grep that reads all of its input.  In a
+# pipeline, grep -q (or head) stops reading at the first match; the writer
+# then dies of SIGPIPE, and under pipefail the pipeline fails although the
+# pattern was found.
+has() { grep "$@" > /dev/null; }
+
+# kbuild_apply DIR: adds the feature's lines to DIR/drivers/vfio/pci/Kconfig
+# and Makefile (git apply: wherever their context is); says which file does
+# not take them.
+kbuild_apply() {
+	local out
+	out=$(cd "$1" && git apply "$KBUILD_DIFF" 2>&1) && return 0
+	log "the feature's Kconfig and Makefile lines ($KBUILD_DIFF) do not apply to $1:"
+	printf '%s\n' "$out" | sed 's/^/    /' >&2
+	return 1
 }
 
-# kbuild_merge NAME BASE_FILE OUT: writes to OUT the repository's
-# drivers/vfio/pci/NAME for a base tree whose NAME is BASE_FILE: the
-# repository's file where the base has Linux $KBUILD_BASE's, else the
-# feature's lines merged into the base's file (three-way, as git does), so
-# that what a newer 6.12.y changed there stays.  A conflict is an error.
-kbuild_merge() {
-	local name=$1 base=$2 out=$3 orig
-	orig=$(kbuild_originals)/$name
-	cp "$REPO/$name" "$out"
-	cmp -s "$orig" "$base" && return 0
-	git merge-file -q -L repository -L "Linux $KBUILD_BASE" -L base \
-		"$out" "$orig" "$base" ||
-		die "drivers/vfio/pci/$name: the feature's lines do not merge" \
-		    "into the base's file (see the conflicts in $out)"
+# version_sort: Debian version strings (stdin, one per line) in Debian's
+# order (dpkg --compare-versions), oldest first, each once.
+version_sort() {
+	local v i sorted=()
+	while read -r v; do
+		[ -n "$v" ] || continue
+		for ((i = ${#sorted[@]}; i > 0; i--)); do
+			dpkg --compare-versions "${sorted[i - 1]}" lt "$v" && break
+		done
+		[ "${sorted[i]:-}" != "$v" ] || continue
+		sorted=("${sorted[@]:0:i}" "$v" "${sorted[@]:i}")
+	done
+	[ ${#sorted[@]} = 0 ] || printf '%s\n' "${sorted[@]}"
+}
+
+# base_pick PIN: of the archive's versions of linux-source-6.12 (stdin, one
+# per line, any order), prints the one the base is: PIN when set, else the
+# newest.  A PIN the archive does not have is an error naming what it has.
+base_pick() {
+	local pin=$1 versions
+	versions=$(version_sort)
+	[ -n "$versions" ] || { log "the archive has no linux-source-6.12"; return 1; }
+	if [ -z "$pin" ]; then
+		tail -n 1 <<<"$versions"
+	elif grep -qxF -- "$pin" <<<"$versions"; then
+		echo "$pin"
+	else
+		log "linux-source-6.12 $pin is not in the archive, which has:" $versions
+		return 1
+	fi
+}
+
+# base_neighbour VERSION: of the archive's versions (stdin), the newest one
+# older than VERSION, else the oldest newer one: the second base the series
+# is checked on.
+base_neighbour() {
+	local v=$1 versions
+	versions=$( (cat; echo "$v") | version_sort)
+	[ "$versions" != "$v" ] || { log "the archive has no linux-source-6.12 but $v"; return 1; }
+	awk -v v="$v" '$0 == v { if (NR > 1) { print prev; exit } getline; print; exit }
+		{ prev = $0 }' <<<"$versions"
+}
+
+# archive_versions: the versions of linux-source-6.12 apt knows of.
+archive_versions() {
+	apt-cache madison linux-source-6.12 | awk -F'|' '{ gsub(/ /, "", $2); print $2 }'
+}
+
+# base_tarball VERSION: prints the path of linux-source-6.12 VERSION's
+# tarball: the installed one, or one fetched once into the cache.
+base_tarball() {
+	local v=$1 d=$CACHE/debs/$1
+	if [ "$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null)" = "$v" ] &&
+			[ -f /usr/src/linux-source-6.12.tar.xz ]; then
+		echo /usr/src/linux-source-6.12.tar.xz
+		return 0
+	fi
+	if ! [ -f "$d/linux-source-6.12.tar.xz" ]; then
+		log "fetching linux-source-6.12 $v into $d (once)"
+		rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+		# as root, apt's download user could not write into the cache
+		(cd "$d.tmp" && apt-get download -q -o APT::Sandbox::User="$(id -un)" \
+			"linux-source-6.12=$v" > /dev/null) ||
+			die "cannot fetch linux-source-6.12=$v" \
+			    "(apt-cache madison linux-source-6.12 lists the archive's)"
+		dpkg-deb --fsys-tarfile "$d.tmp"/*.deb |
+			tar -C "$d.tmp" -x --strip-components=3 ./usr/src/linux-source-6.12.tar.xz
+		rm -f "$d.tmp"/*.deb
+		rm -rf "$d" && mv "$d.tmp" "$d"
+	fi
+	echo "$d/linux-source-6.12.tar.xz"
 }
 
 # config_fragment FILE: prints a config fragment with the fragments it starts
@@ -160,7 +210,7 @@ kbuild_progress() {
 # reads (not only Documentation/, MAINTAINERS, tools/).
 builds_kernel() {
 	git -C "$1" diff-tree --no-commit-id --name-only -r "$2" |
-		grep -qv '^\(Documentation/\|MAINTAINERS$\|tools/\)'
+		has -v '^\(Documentation/\|MAINTAINERS$\|tools/\)'
 }
 
 # bisect_dir TREE: where bisect.sh builds the series applied to TREE; its

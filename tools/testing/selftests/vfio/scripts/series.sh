@@ -9,9 +9,9 @@
 #      4): exports, the UAPI, the Rust bindings, the hooks (with stubs
 #      while the option does not exist), the DMA-API patches;
 #   2. the range logic, a module of the crate (built from step 3 on);
-#   3. the exporter: the feature's lines of Kconfig and Makefile merged
-#      into the base's files (kbuild_merge in lib.sh: a diff against the
-#      base, also on another 6.12.y), the C shim and the crate;
+#   3. the exporter: the feature's lines of Kconfig and Makefile
+#      (patches/exporter-kbuild.diff, applied to the base's files with
+#      kbuild_apply), the C shim and the crate;
 #   4. the documentation page, then the patches held back from step 1
 #      (its index entry, the MAINTAINERS entry);
 #   5. the selftests, the test importer and the harness.
@@ -54,7 +54,7 @@ name=${ident%%$'\t'*} email=${ident#*$'\t'}
 GIT=(git -c "user.name=$name" -c "user.email=$email" -c commit.gpgsign=false)
 
 am() { "${GIT[@]}" am -q --keep-cr "$1" || die "does not apply: $1"; }
-docs_only() { ! grep '^+++ b/' "$1" | grep -qv '^+++ b/\(Documentation/\|MAINTAINERS$\)'; }
+docs_only() { ! grep '^+++ b/' "$1" | has -v '^+++ b/\(Documentation/\|MAINTAINERS$\)'; }
 commit() {	# commit MESSAGE FILE...: files as the repository has them
 	local msg=$1 f
 	shift
@@ -62,8 +62,7 @@ commit() {	# commit MESSAGE FILE...: files as the repository has them
 		mkdir -p "$(dirname "$f")"
 		case $f in
 		drivers/vfio/pci/Kconfig | drivers/vfio/pci/Makefile)
-			git show "harness-base:$f" > "$work/base"
-			kbuild_merge "${f##*/}" "$work/base" "$f" ;;
+			;;	# the base's, with the feature's lines (kbuild_apply)
 		*)
 			cp "$REPO/$(repo_path "$f")" "$f" ;;
 		esac
@@ -94,6 +93,7 @@ then nothing builds it.  The same file is unit-tested on the host (cargo
 test, property tests and a fuzz target) by the selftests' harness." \
 	$P/vfio_pci_dmabuf_ranges.rs
 
+kbuild_apply . || die "cannot add the feature's lines to the base's Kbuild files"
 commit "vfio/pci: Export ranges of a BAR as a dma-buf (VFIO_DEVICE_FEATURE_DMA_BUF)
 
 CONFIG_VFIO_PCI_DMABUF adds to vfio-pci-core the exporter behind

@@ -9,13 +9,15 @@ DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web clang lld llv
       flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3 python3-docutils
       qemu-system-x86 busybox-static xz-utils make gcc libc6-dev)
 
+deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
 missing=()
 for p in "${DEBS[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		missing+=("$p")
+	deb_installed "$p" || missing+=("$p")
 done
-if [ -z "${KDIR:-}" ] && ! dpkg-query -W -f='${Status}' linux-source-6.12 2>/dev/null |
-		grep -q 'ok installed'; then
+# The default base (no KDIR, no BASE_PIN; see lib.sh) is the installed
+# linux-source-6.12, the newest in the archive when there is none.
+if [ -z "${KDIR:-}" ] && [ -z "$BASE_PIN" ] && ! deb_installed linux-source-6.12; then
 	missing+=(linux-source-6.12)
 fi
 
@@ -30,13 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	pkgs=()
 	for p in "${missing[@]}"; do
 		if [ "$p" = linux-source-6.12 ]; then
-			if apt-cache policy linux-source-6.12 | grep -qF " $BASE_PIN "; then
-				pkgs+=("linux-source-6.12=$BASE_PIN")
-			else
-				log "linux-source-6.12 $BASE_PIN is not in the archive;" \
-				    "falling back to the newest available"
-				pkgs+=(linux-source-6.12)
-			fi
+			v=$(archive_versions | base_pick "") ||
+				die "no linux-source-6.12 to install"
+			log "the base: linux-source-6.12 $v, the newest in the archive"
+			pkgs+=("linux-source-6.12=$v")
 		else
 			pkgs+=("$p")
 		fi
@@ -45,7 +44,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 installed=${#missing[@]}
-if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; then
+if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | has -F "$BINDGEN_VERSION"; then
 	installed=$((installed + 1))
 	log "installing bindgen-cli $BINDGEN_VERSION into $TOOLS"
 	ticking "installing bindgen-cli" /usr/bin/cargo install --locked --quiet \
@@ -53,7 +52,7 @@ if ! [ -x "$BINDGEN" ] || ! "$BINDGEN" --version | grep -qF "$BINDGEN_VERSION"; 
 fi
 
 if ! [ -x "$TOOLS/bin/cargo-fuzz" ] ||
-		! "$TOOLS/bin/cargo-fuzz" --version | grep -qF "$CARGO_FUZZ_VERSION"; then
+		! "$TOOLS/bin/cargo-fuzz" --version | has -F "$CARGO_FUZZ_VERSION"; then
 	installed=$((installed + 1))
 	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
 	ticking "installing cargo-fuzz" /usr/bin/cargo install --locked --quiet \

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Prepare the integration kernel tree in the cache and print its path:
-#   1. a pristine base (Debian's linux-source-6.12, or $KDIR), committed in git;
+#   1. a pristine base (Debian's linux-source-6.12, the installed one or
+#      $BASE_PIN's, or $KDIR; see lib.sh), committed in git;
 #   2. the whole feature as series.sh writes it from the repository (the
 #      patches of patches/, then the crate, the shim, Kbuild, documentation
 #      and selftests) applied with git am -- what is tested is what is
@@ -18,10 +19,14 @@ if [ -n "${KDIR:-}" ]; then
 	ver=$(make -s -C "$KDIR" kernelversion)
 	key=kdir-$ver-$(printf '%s' "$(realpath "$KDIR")" | sha1sum | cut -c1-8)
 else
-	tarball=$(ls /usr/src/linux-source-6.12.tar.xz 2>/dev/null) ||
-		die "linux-source-6.12 is not installed (run scripts/setup.sh)"
-	ver=$(dpkg-query -W -f='${Version}' linux-source-6.12 | sed 's/[^0-9.].*//')
-	key=linux-$ver
+	if [ -n "$BASE_PIN" ]; then
+		ver=$(archive_versions | base_pick "$BASE_PIN") || die "BASE_PIN=$BASE_PIN"
+	else
+		ver=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null) ||
+			die "linux-source-6.12 is not installed (run scripts/setup.sh)"
+	fi
+	tarball=$(base_tarball "$ver")
+	key=linux-${ver%%~*}
 fi
 TREE=$CACHE/src/$key
 
@@ -46,12 +51,12 @@ fi
 # the repository (git am, re-applied from the pristine base whenever its
 # inputs change).  Files whose content the new series leaves as it was get
 # their old mtime back, so that an edit rebuilds only what it touches.
-series_id=$(find "$REPO/patches" -name "*.patch" -print0 | sort -z |
+series_id=$(find "$REPO/patches" \( -name "*.patch" -o -name "*.diff" \) -print0 | sort -z |
 	xargs -0 -r cat | sha1sum | cut -c1-40)
 cd "$REPO"
 tree_id=$( {
 	echo "$series_id"
-	ls Kconfig Makefile ./*.c ./*.h ./*.rs 2>/dev/null
+	ls ./*.c ./*.h ./*.rs 2>/dev/null
 	git ls-files --cached --others --exclude-standard Documentation \
 		tools/testing/selftests/vfio
 } | while read -r f; do
