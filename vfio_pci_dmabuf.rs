@@ -164,16 +164,17 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     let bar = dev.pdev().memory_bar(region).ok_or(EINVAL)?;
 
     let list = read_ranges(&mut reader, nr)?;
-    let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL)?;
-    for end in ends(&list) {
-        range_ends.push(end, GFP_KERNEL)?;
-    }
-
+    // No arithmetic on the user's values before they are validated: with
+    // CONFIG_RUST_OVERFLOW_CHECKS an overflow is a panic.
     let size =
         validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
             RangeError::Invalid => EINVAL,
             RangeError::Overflow => eoverflow(),
         })?;
+    let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL)?;
+    for end in ends(&list) {
+        range_ends.push(end, GFP_KERNEL)?;
+    }
     let buffer_size = size;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
 

@@ -96,11 +96,15 @@ impl Iterator for Runs<'_> {
         let (first, mut rest) = self.rest.split_first()?;
         let mut run = *first;
         while let Some((r, tail)) = rest.split_first() {
-            // Validated ranges end inside the BAR, so this cannot overflow.
-            if run.offset.wrapping_add(run.length) != r.offset {
+            // Validated ranges end inside the BAR, so neither sum overflows;
+            // on any other list a run ends where one would.
+            if run.offset.checked_add(run.length) != Some(r.offset) {
                 break;
             }
-            run.length += r.length;
+            let Some(length) = run.length.checked_add(r.length) else {
+                break;
+            };
+            run.length = length;
             rest = tail;
         }
         self.rest = rest;
@@ -109,10 +113,13 @@ impl Iterator for Runs<'_> {
 }
 
 /// Where each range ends in the buffer: the running sum of the lengths of
-/// `ranges` (validated, so the sums fit), one per range.
+/// `ranges`, one per range. For a list [`validate`] accepted the sums fit;
+/// on any other list the iterator stops at the first sum that does not (it
+/// never overflows: with overflow checks on, the kernel's default, an
+/// overflow would be a panic).
 pub fn ends(ranges: &[Range]) -> impl Iterator<Item = u64> + '_ {
     ranges.iter().scan(0u64, |end, r| {
-        *end += r.length;
+        *end = end.checked_add(r.length)?;
         Some(*end)
     })
 }
@@ -122,7 +129,8 @@ pub fn ends(ranges: &[Range]) -> impl Iterator<Item = u64> + '_ {
 /// it; `None` past the buffer's end. Range `hint` and the one after it are
 /// tried first (a mapping is mostly touched in order: pass the index the
 /// last call returned), then a binary search: logarithmic in the number of
-/// ranges. Any `hint` gives the same answer.
+/// ranges. Any `hint` gives the same answer. Lists and ends that do not
+/// match give `None` or a wrong offset, never a panic.
 pub fn bar_offset(
     ranges: &[Range],
     ends: &[u64],
@@ -130,7 +138,12 @@ pub fn bar_offset(
     hint: usize,
 ) -> Option<(u64, usize)> {
     let holds = |i: usize| match (ranges.get(i), ends.get(i)) {
-        (Some(r), Some(&end)) => offset < end && offset >= end - r.length,
+        (Some(r), Some(&end)) => {
+            offset < end
+                && end
+                    .checked_sub(r.length)
+                    .is_some_and(|start| offset >= start)
+        }
         _ => false,
     };
     let i = [hint, hint.wrapping_add(1)]
@@ -138,8 +151,8 @@ pub fn bar_offset(
         .find(|&i| holds(i))
         .unwrap_or_else(|| ends.partition_point(|&end| end <= offset));
     let range = ranges.get(i)?;
-    let start = ends.get(i)? - range.length;
-    Some((range.offset + (offset - start), i))
+    let start = ends.get(i)?.checked_sub(range.length)?;
+    Some((range.offset.checked_add(offset.checked_sub(start)?)?, i))
 }
 
 /// DMA segment limits of an importing device.

@@ -197,12 +197,38 @@ fn pages_of_ranges(v: &[Range]) -> Vec<u64> {
         .collect()
 }
 
+// A request's lengths may sum past 2^64 (two ranges of 2^63): nothing
+// overflows, whether the list was validated or not (overflow checks are on
+// here as in the kernel's default configuration, where a panic is a BUG()).
+#[test]
+fn sums_past_2_64_do_not_overflow() {
+    let v = [r(0, 1 << 63), r(0, 1 << 63)];
+    assert_eq!(validate(&v, 0, 64 << 20, PAGE), Err(RangeError::Invalid));
+    assert_eq!(validate(&v, 0, u64::MAX, PAGE), Err(RangeError::Invalid));
+    assert_eq!(ends(&v).collect::<Vec<_>>(), vec![1 << 63]);
+    let w = [r(0, 1 << 63), r(1 << 63, 1 << 63)];
+    assert_eq!(runs(&w).count(), 2);
+    assert_eq!(bar_offset(&v, &[1, 2], 1, 0), None);
+}
+
 fn ranges_strategy() -> impl Strategy<Value = Vec<Range>> {
     prop::collection::vec((0u64..64, 1u64..8), 1..64)
         .prop_map(|v| v.into_iter().map(|(o, l)| r(o * PAGE, l * PAGE)).collect())
 }
 
 proptest! {
+    // Arbitrary, unvalidated lists and ends: no function panics.
+    #[test]
+    fn any_input_no_panic(v in prop::collection::vec((any::<u64>(), any::<u64>()), 0..16),
+                          e in prop::collection::vec(any::<u64>(), 0..16),
+                          off in any::<u64>(), hint in any::<usize>()) {
+        let v: Vec<Range> = v.into_iter().map(|(o, l)| r(o, l)).collect();
+        let _ = validate(&v, off, u64::MAX, PAGE);
+        prop_assert!(ends(&v).count() <= v.len());
+        prop_assert!(runs(&v).count() <= v.len());
+        let _ = bar_offset(&v, &e, off, hint);
+    }
+
     #[test]
     fn runs_keep_bytes_and_order(v in ranges_strategy()) {
         let merged: Vec<Range> = runs(&v).collect();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ranges::{runs, validate, Limits, Range, RangeError, Segments};
+use ranges::{bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments};
 
 const PAGE: u64 = 4096;
 
@@ -49,6 +49,18 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
+
+    // Any list, valid or not, goes through every function without a panic
+    // (overflow checks are on, as in the kernel's default configuration,
+    // where a panic is a BUG()).
+    let e: Vec<u64> = ends(&list).collect();
+    assert!(e.len() <= list.len());
+    for run in runs(&list) {
+        let _ = Segments::new(run.offset, run.length, limits)
+            .take(4)
+            .count();
+    }
+    let _ = bar_offset(&list, &e, u64_at(data, 16), e.len());
 
     // Validation agrees with the rules, range by range.
     let mut want = Ok(0u64);
