@@ -338,6 +338,14 @@ TEST_F(dmabuf, errno_table)
 	/* open_flags outside O_ACCMODE | O_CLOEXEC */
 	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR | O_NONBLOCK, 0, 1,
 					    r, 1, 0));
+	/*
+	 * lengths that sum past 2^64: refused before anything adds them up
+	 * (with CONFIG_RUST_OVERFLOW_CHECKS, the default, a sum that wraps is
+	 * a panic)
+	 */
+	r[0] = (struct vfio_region_dma_range){ 0, 1ULL << 63 };
+	r[1] = r[0];
+	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
 
 	/* Nothing left behind: the next fd is the one free before. */
 	ASSERT_EQ(next_fd, dup(0));
