@@ -87,6 +87,7 @@ extern "C" {
         len: u64,
         translated: bool,
     ) -> bool;
+    fn vfio_pci_dmabuf_shim_cond_resched();
     fn vfio_pci_dmabuf_shim_dma_translated(dev: *mut bindings::device) -> bool;
     fn vfio_pci_dmabuf_shim_iova_alloc(
         dev: *mut bindings::device,
@@ -116,6 +117,16 @@ extern "C" {
         ops: *const bindings::vm_operations_struct,
         data: *mut c_void,
     );
+}
+
+/// Lets other tasks run in a loop over a user-sized list: every 1024th
+/// `step` calls `cond_resched()`. Only where the caller may sleep.
+pub(crate) fn resched_every(step: usize) {
+    if step % 1024 == 1023 {
+        // SAFETY: No arguments; the callers run in process context and hold
+        // no spinlock.
+        unsafe { vfio_pci_dmabuf_shim_cond_resched() };
+    }
 }
 
 /// `vfio_check_feature()`: `Ok(true)` to go on with a GET, `Ok(false)` for a
@@ -923,16 +934,19 @@ pub(crate) struct SgTableBuilder {
 }
 
 impl SgTableBuilder {
-    /// Allocates a table of `nents` entries.
+    /// Allocates a table of `nents` entries, charged to the caller's memory
+    /// cgroup.
     pub(crate) fn new(nents: usize) -> Result<Self> {
         let nents = u32::try_from(nents).map_err(|_| E2BIG)?;
         // SAFETY: All-zero is a valid, empty `sg_table`.
         let mut table = KBox::new(
             unsafe { core::mem::zeroed::<bindings::sg_table>() },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         // SAFETY: `table` is a valid empty table.
-        to_result(unsafe { bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL) })?;
+        to_result(unsafe {
+            bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL_ACCOUNT)
+        })?;
         let next = table.sgl;
         // INVARIANT: Allocated with sg_alloc_table(); all `nents` unfilled.
         Ok(SgTableBuilder {

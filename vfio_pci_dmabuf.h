@@ -43,6 +43,7 @@ void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
 int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);
 bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 				    bool translated);
+void vfio_pci_dmabuf_shim_cond_resched(void);
 bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev);
 bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev, u64 phys, u64 size,
 				     u64 *addr);

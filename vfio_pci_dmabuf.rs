@@ -41,12 +41,13 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, Attachment, Bar, CoreDevice, Device, DeviceLink, DmaBuf, Exporter,
-    Fault, FaultResult, MemoryLocked, PciDevRef, Registration, SgTable, SgTableBuilder, Vma,
-    FAULT_SIGBUS,
+    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, Device, DeviceLink,
+    DmaBuf, Exporter, Fault, FaultResult, MemoryLocked, PciDevRef, Registration, SgTable,
+    SgTableBuilder, Vma, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
-    bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES,
+    bar_offset, ends, runs, segment_count, validate, Limits, Range, RangeError, Segments,
+    MAX_RANGES, MAX_SEGMENTS,
 };
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
@@ -170,10 +171,12 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
         validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
             RangeError::Invalid => EINVAL,
             RangeError::Overflow => eoverflow(),
+            RangeError::TooBig => E2BIG,
         })?;
-    let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL)?;
-    for end in ends(&list) {
-        range_ends.push(end, GFP_KERNEL)?;
+    let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
+    for (i, end) in ends(&list).enumerate() {
+        range_ends.push(end, GFP_KERNEL_ACCOUNT)?;
+        resched_every(i);
     }
     let buffer_size = size;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
@@ -195,7 +198,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             fault_hint: AtomicUsize::new(0),
             size: buffer_size,
         },
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     )?;
     let dmabuf = DmaBuf::export(size, open_flags as c_int, buffer)?;
     let buffer = dmabuf.data();
@@ -285,8 +288,10 @@ fn map_path(attach: &Attachment<Buffer>) -> Path {
 
 /// `map` for [`Path::HostIova`]: one IOVA range of the buffer's size, the
 /// runs linked into it in buffer order and synchronised once; the table
-/// cuts it only at the importer's limits. Any failure undoes what was
-/// linked and frees the range: `ENOMEM`, also when no range is free.
+/// cuts it only at the importer's limits. A table of more than
+/// [`MAX_SEGMENTS`] entries is `E2BIG`, found before anything is linked.
+/// Any other failure undoes what was linked and frees the range: `ENOMEM`,
+/// also when no range is free.
 fn map_one_iova(
     dev: &Device,
     buffer: &Buffer,
@@ -297,25 +302,39 @@ fn map_one_iova(
     let mut iova = dev
         .iova_range(buffer.bar.phys + first.offset, buffer.size, dir)
         .ok_or(ENOMEM)?;
-    for run in runs(&buffer.ranges) {
+    let count = segment_count(iova.addr(), buffer.size, limits);
+    if count > MAX_SEGMENTS {
+        return Err(E2BIG);
+    }
+    for (i, run) in runs(&buffer.ranges).enumerate() {
         iova.link(buffer.bar.phys + run.offset, run.length)
             .map_err(|_| ENOMEM)?;
+        resched_every(i);
     }
     iova.sync().map_err(|_| ENOMEM)?;
-    let table = segment_table(|| Segments::new(iova.addr(), buffer.size, limits), false)?;
+    let table = segment_table(
+        count,
+        Segments::new(iova.addr(), buffer.size, limits),
+        false,
+    )?;
     iova.keep();
     Ok(table)
 }
 
-/// The importer's table of the segments `segments` yields: called once to
-/// count them, once to fill the table.
-fn segment_table<I: Iterator<Item = (u64, u32)>>(
-    segments: impl Fn() -> I,
+/// The importer's table of the `count` segments `segments` yields (counted
+/// with [`segment_count`]); `E2BIG` for more than [`MAX_SEGMENTS`].
+fn segment_table(
+    count: u64,
+    segments: impl Iterator<Item = (u64, u32)>,
     bus_addr: bool,
 ) -> Result<SgTable> {
-    let mut table = SgTableBuilder::new(segments().count())?;
-    for (addr, len) in segments() {
+    if count > MAX_SEGMENTS {
+        return Err(E2BIG);
+    }
+    let mut table = SgTableBuilder::new(usize::try_from(count).map_err(|_| E2BIG)?)?;
+    for (i, (addr, len)) in segments.enumerate() {
         table.push(addr, len, bus_addr)?;
+        resched_every(i);
     }
     table.finish()
 }
@@ -383,7 +402,7 @@ impl Exporter for Buffer {
         // a run's address is the BAR's bus address plus its offset.
         let mut iovas = KVVec::<u64>::new();
         if !bus_path {
-            iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL)?;
+            iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL_ACCOUNT)?;
         }
         let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
             for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
@@ -391,23 +410,31 @@ impl Exporter for Buffer {
             }
         });
         if !bus_path {
-            for run in runs(&buffer.ranges) {
+            for (i, run) in runs(&buffer.ranges).enumerate() {
                 let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
-                mapped.push(addr, GFP_KERNEL)?;
+                mapped.push(addr, GFP_KERNEL_ACCOUNT)?;
+                resched_every(i);
             }
         }
 
+        // Each run's DMA address: the one the DMA API gave it, or the BAR's
+        // bus address plus its offset.
         let iovas: &[u64] = &mapped;
-        let segments = || {
-            runs(&buffer.ranges).enumerate().flat_map(move |(i, run)| {
-                let addr = match iovas.get(i) {
-                    Some(iova) => *iova,
-                    None => buffer.bar.bus + run.offset,
-                };
-                Segments::new(addr, run.length, limits)
-            })
+        let run_addrs = || {
+            runs(&buffer.ranges)
+                .enumerate()
+                .map(move |(i, run)| match iovas.get(i) {
+                    Some(iova) => (*iova, run.length),
+                    None => (buffer.bar.bus + run.offset, run.length),
+                })
         };
-        let table = segment_table(segments, bus_path)?;
+        let mut count = 0u64;
+        for (i, (addr, length)) in run_addrs().enumerate() {
+            count = count.saturating_add(segment_count(addr, length, limits));
+            resched_every(i);
+        }
+        let segments = run_addrs().flat_map(|(addr, length)| Segments::new(addr, length, limits));
+        let table = segment_table(count, segments, bus_path)?;
         mapped.dismiss();
         Ok(table)
     }
@@ -432,7 +459,8 @@ impl Exporter for Buffer {
         let mut entries = table.entries();
         // Each run starts at its first entry and spans `run.length` bytes of
         // consecutive entries, as `map` built it.
-        for run in runs(&buffer.ranges) {
+        for (i, run) in runs(&buffer.ranges).enumerate() {
+            resched_every(i);
             let Some((addr, mut seen)) = entries.next().map(|(a, l)| (a, u64::from(l))) else {
                 break;
             };

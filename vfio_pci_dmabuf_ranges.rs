@@ -10,7 +10,8 @@
 //! BAR and returns the buffer size. [`runs`] merges ranges that follow each
 //! other in the BAR into physically contiguous runs, and [`Segments`] cuts a
 //! run, once given its DMA address, into scatter-gather entries that respect
-//! the importer's maximum segment size and segment boundary. [`ends`] and
+//! the importer's maximum segment size and segment boundary
+//! ([`segment_count`] counts them without the walk). [`ends`] and
 //! [`bar_offset`] find the BAR byte behind a byte of the buffer (CPU
 //! mappings fault in one page at a time).
 
@@ -20,6 +21,13 @@
 /// Most ranges one request may carry: 262144 (`1 << 18`), 1 GiB of 4 KiB
 /// pages. The range list is kept for the buffer's lifetime (16 bytes a range).
 pub const MAX_RANGES: u32 = 1 << 18;
+
+/// Most entries the table of one importer's mapping of a buffer may have:
+/// 1048576 (`1 << 20`, 32 MiB of scatterlist). More is refused with
+/// `E2BIG` when the buffer is mapped, before anything is allocated: a
+/// legal request (many overlapping ranges, an importer with small
+/// segments) would otherwise ask for any amount of memory and time.
+pub const MAX_SEGMENTS: u64 = 1 << 20;
 
 /// One range of a BAR, as in `struct vfio_region_dma_range`.
 #[repr(C)]
@@ -41,6 +49,17 @@ pub enum RangeError {
     /// BAR's start plus `offset + length` overflows (`EOVERFLOW`, as
     /// upstream).
     Overflow,
+    /// The buffer would be larger than [`max_size`] allows (`E2BIG`).
+    TooBig,
+}
+
+/// The largest buffer a BAR of `bar_size` bytes may give: the BAR's size,
+/// or [`MAX_RANGES`] pages (the largest request of distinct single pages)
+/// where the BAR is smaller. A bigger buffer repeats BAR bytes for no use
+/// and would make an importer's mapping cost what the user asks (table
+/// entries, IOMMU page tables), not what the device has.
+pub fn max_size(bar_size: u64, page_size: u64) -> u64 {
+    bar_size.max(u64::from(MAX_RANGES).saturating_mul(page_size))
 }
 
 /// Checks `ranges` against a BAR of `bar_size` bytes at address `bar_start`
@@ -48,7 +67,7 @@ pub enum RangeError {
 ///
 /// Every range must be non-empty, start and end on a multiple of `page_size`
 /// (a power of two) and lie inside the BAR. Ranges may overlap and come in
-/// any order. An empty list is refused.
+/// any order, up to [`max_size`] in all. An empty list is refused.
 pub fn validate(
     ranges: &[Range],
     bar_start: u64,
@@ -71,6 +90,9 @@ pub fn validate(
             return Err(RangeError::Invalid);
         }
         total = total.checked_add(r.length).ok_or(RangeError::Invalid)?;
+    }
+    if total > max_size(bar_size, page_size) {
+        return Err(RangeError::TooBig);
     }
     Ok(total)
 }
@@ -187,6 +209,35 @@ impl Limits {
             boundary_mask: self.boundary_mask,
         })
     }
+}
+
+/// How many segments [`Segments::new`]`(addr, length, limits)` yields,
+/// computed in closed form (the cost does not grow with `length`).
+pub fn segment_count(addr: u64, length: u64, limits: Limits) -> u64 {
+    let max_seg = u64::from(match limits.max_seg {
+        0 => u32::MAX,
+        m => m,
+    });
+    let pieces = |len: u64| len.div_ceil(max_seg);
+    let mask = limits.boundary_mask;
+    // Bytes from `addr` to the next boundary; `None` when that is 2^64.
+    let Some(first) = (mask - (addr & mask)).checked_add(1) else {
+        return pieces(length);
+    };
+    if length <= first {
+        return pieces(length);
+    }
+    let rest = length - first;
+    // Between boundaries: whole chunks of `mask + 1` bytes, then the tail.
+    // A chunk of 2^64 bytes holds all of `rest`.
+    let (whole, tail) = match mask.checked_add(1) {
+        Some(chunk) => (rest / chunk, rest % chunk),
+        None => (0, rest),
+    };
+    let per_chunk = mask.checked_add(1).map_or(0, pieces);
+    pieces(first)
+        .saturating_add(whole.saturating_mul(per_chunk))
+        .saturating_add(pieces(tail))
 }
 
 /// Iterator over the scatter-gather segments `(dma_address, length)` of one

@@ -178,6 +178,12 @@ bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
  */
 #define VFIO_PCI_DMABUF_IOVA_ATTRS (DMA_ATTR_MMIO | DMA_ATTR_SKIP_CPU_SYNC)
 
+/* cond_resched() is a macro: loops over a user-sized list call this. */
+void vfio_pci_dmabuf_shim_cond_resched(void)
+{
+	cond_resched();
+}
+
 bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev)
 {
 	return use_dma_iommu(dev);

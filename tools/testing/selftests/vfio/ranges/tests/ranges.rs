@@ -3,7 +3,10 @@
 //! planning, against a byte-by-byte reference model.
 
 use proptest::prelude::*;
-use ranges::{bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments, MAX_RANGES};
+use ranges::{
+    bar_offset, ends, max_size, runs, segment_count, validate, Limits, Range, RangeError, Segments,
+    MAX_RANGES,
+};
 
 const PAGE: u64 = 4096;
 
@@ -36,6 +39,16 @@ fn validate_errno_rows() {
         validate(&[r(bar - PAGE, 2 * PAGE)], 0, bar, PAGE),
         Err(RangeError::Invalid)
     );
+    // A buffer is at most its BAR's size, or MAX_RANGES pages (1 GiB).
+    let g = 1u64 << 30;
+    assert_eq!(max_size(bar, PAGE), g);
+    assert_eq!(max_size(8 * g, PAGE), 8 * g);
+    let whole = vec![r(0, bar); (g / bar) as usize];
+    assert_eq!(validate(&whole, 0, bar, PAGE), Ok(g));
+    let more = vec![r(0, bar); (g / bar) as usize + 1];
+    assert_eq!(validate(&more, 0, bar, PAGE), Err(RangeError::TooBig));
+    let huge = vec![r(0, bar); MAX_RANGES as usize];
+    assert_eq!(validate(&huge, 0, bar, PAGE), Err(RangeError::TooBig));
     // The last page of the BAR is fine, one past it is not.
     assert_eq!(validate(&[r(bar - PAGE, PAGE)], 0, bar, PAGE), Ok(PAGE));
     // Total overflow with ranges that are each valid in a huge BAR.
@@ -227,6 +240,23 @@ proptest! {
         prop_assert!(ends(&v).count() <= v.len());
         prop_assert!(runs(&v).count() <= v.len());
         let _ = bar_offset(&v, &e, off, hint);
+    }
+
+    // The closed form counts what the walk yields, for any address (also
+    // one whose run wraps past 2^64), length and limits.
+    #[test]
+    fn segment_count_is_the_walk(addr in prop_oneof![any::<u64>(),
+                                                     any::<u64>().prop_map(|a| a & !(PAGE - 1))],
+                                 length in prop_oneof![0u64..(1 << 24),
+                                                       (0u64..(1 << 12)).prop_map(|p| p * PAGE)],
+                                 max_seg in prop_oneof![Just(0u32), (1u32 << 10)..(1 << 20),
+                                                        (1u32 << 20)..=u32::MAX,
+                                                        (1u32..256).prop_map(|p| p << 12)],
+                                 bound_shift in 10u32..65) {
+        let boundary_mask = if bound_shift == 64 { u64::MAX } else { (1u64 << bound_shift) - 1 };
+        let lim = Limits { max_seg, boundary_mask };
+        prop_assert_eq!(segment_count(addr, length, lim),
+                        Segments::new(addr, length, lim).count() as u64);
     }
 
     #[test]

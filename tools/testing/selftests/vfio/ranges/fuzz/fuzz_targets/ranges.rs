@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ranges::{bar_offset, ends, runs, validate, Limits, Range, RangeError, Segments};
+use ranges::{
+    bar_offset, ends, max_size, runs, segment_count, validate, Limits, Range, RangeError, Segments,
+};
 
 const PAGE: u64 = 4096;
 
@@ -83,6 +85,9 @@ fuzz_target!(|data: &[u8]| {
     if list.is_empty() {
         want = Err(RangeError::Invalid);
     }
+    if matches!(want, Ok(t) if t > max_size(bar, PAGE)) {
+        want = Err(RangeError::TooBig);
+    }
     let got = validate(&list, 0, bar, PAGE);
     assert_eq!(got, want);
     let Ok(total) = got else { return };
@@ -99,6 +104,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let base = run.offset.wrapping_mul(3); // any DMA address
         let mut next = base;
+        assert_eq!(
+            segment_count(base, run.length, limits),
+            Segments::new(base, run.length, limits).count() as u64
+        );
         for (a, l) in Segments::new(base, run.length, limits) {
             assert_eq!(a, next);
             assert!(l > 0 && l <= limits.max_seg);
