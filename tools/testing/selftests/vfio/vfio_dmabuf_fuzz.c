@@ -129,8 +129,9 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 			const struct vfio_region_dma_range *r, uint32_t given,
 			const struct bar *bars, uint64_t *total)
 {
-	uint64_t set = 0, sum = 0;
+	uint64_t set = 0, sum = 0, max;
 	const struct bar *b;
+	int wrapped = 0;
 
 	if (fflags & VFIO_DEVICE_FEATURE_SET)
 		return allow(EINVAL);
@@ -161,10 +162,16 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 			set |= allow(EOVERFLOW);
 		else if (end > b->size)
 			set |= allow(EINVAL);
-		if (sum + r[i].length < sum)
+		if (sum + r[i].length < sum) {
 			set |= allow(EINVAL);
+			wrapped = 1;
+		}
 		sum += r[i].length;
 	}
+	/* a buffer is at most as large as its BAR, or 1 GiB */
+	max = b->size > (1ULL << 30) ? b->size : 1ULL << 30;
+	if (!wrapped && sum > max)
+		set |= allow(E2BIG);
 	*total = sum;
 	return set;
 }

@@ -485,6 +485,82 @@ TEST_F(dmabuf, largest_request)
 	free(r);
 }
 
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The largest buffer of a BAR: its size, or 1 GiB where the BAR is smaller. */
+static uint64_t max_buffer(uint64_t bar_size)
+{
+	return bar_size > (1ULL << 30) ? bar_size : 1ULL << 30;
+}
+
+/*
+ * A legal-looking request whose cost the user would choose: 2^18
+ * overlapping whole-BAR ranges (a 2^44-byte buffer of a 64 MiB BAR, whose
+ * mapping by an importer with 64 KiB segments would be 2^28 entries) is
+ * refused at once with E2BIG, as is anything past the largest buffer.
+ */
+TEST_F(dmabuf, oversized_buffer_refused)
+{
+	int n = 262144, buf, whole = max_buffer(self->bar_size) / self->bar_size;
+	struct vfio_region_dma_range *r = calloc(n, sizeof(*r));
+	struct timespec t0;
+
+	ASSERT_NE(NULL, r);
+	for (int i = 0; i < n; i++)
+		r[i] = (struct vfio_region_dma_range){ 0, self->bar_size };
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(-E2BIG, dmabuf_create(self->d.fd, BAR, n, r));
+	EXPECT_GT(1.0, secs_since(&t0));
+	ASSERT_EQ(-E2BIG, dmabuf_create(self->d.fd, BAR, whole + 1, r));
+	buf = dmabuf_create(self->d.fd, BAR, whole, r);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ((off_t)max_buffer(self->bar_size), lseek(buf, 0, SEEK_END));
+	close(buf);
+	free(r);
+}
+
+/*
+ * The most an importer's table may cost within the limits: the largest
+ * buffer cut into single pages (2^18 entries for a 64 MiB BAR) maps, and
+ * unmaps, well inside the soft-lockup threshold.
+ */
+TEST_F(dmabuf, largest_buffer_in_pages)
+{
+	int buf, imp, whole = max_buffer(self->bar_size) / self->bar_size;
+	struct vfio_region_dma_range *r = calloc(whole, sizeof(*r));
+	struct timespec t0;
+	double map_s;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_NE(NULL, r);
+	for (int i = 0; i < whole; i++)
+		r[i] = (struct vfio_region_dma_range){ 0, self->bar_size };
+	buf = dmabuf_create(self->d.fd, BAR, whole, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(0, importer_limits(imp, PAGE, ~0ULL));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(max_buffer(self->bar_size) / PAGE,
+		  importer_map(imp, self->segs, MAX_SEGS));
+	map_s = secs_since(&t0);
+	ASSERT_EQ(0, importer_unmap(imp));
+	TH_LOG("%llu entries: map %.3f s, map and unmap %.3f s",
+	       (unsigned long long)(max_buffer(self->bar_size) / PAGE), map_s,
+	       secs_since(&t0));
+	EXPECT_GT(10.0, secs_since(&t0));
+	close(imp);
+	close(buf);
+	free(r);
+}
+
 /* The buffer pins vfio-pci-core: one module reference per live buffer. */
 TEST_F(dmabuf, module_pinned)
 {
@@ -1280,6 +1356,7 @@ TEST_F(dmabuf, bar_over_4gib)
 	int buf, imp, nents;
 	const char *f0, *f1;
 	uint64_t size, phys;
+	struct timespec t0;
 	struct vdev d;
 
 	if (!mf_bdfs(&f0, &f1))
@@ -1308,6 +1385,15 @@ TEST_F(dmabuf, bar_over_4gib)
 	ASSERT_EQ((size + top - 1) / top, nents);
 	__check_segments(_metadata, imp, self->segs, phys, bus, self->one_iova,
 			 r, 1, nents, UINT32_MAX, ~0ULL);
+	/*
+	 * in single pages the whole BAR would be 2^21 entries: past the most
+	 * one mapping may have (2^20), refused before anything is allocated
+	 */
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_limits(imp, PAGE, ~0ULL));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(-E2BIG, importer_map(imp, self->segs, MAX_SEGS));
+	EXPECT_GT(1.0, secs_since(&t0));
 	close(imp);
 	close(buf);
 
