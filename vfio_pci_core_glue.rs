@@ -67,6 +67,14 @@ extern "C" {
         dmabuf: *mut bindings::dma_buf,
         reported: *mut bool,
     );
+    fn vfio_pci_dmabuf_shim_mapping_get(mappings: *mut bindings::atomic_t);
+    fn vfio_pci_dmabuf_shim_mapping_put(mappings: *mut bindings::atomic_t);
+    fn vfio_pci_dmabuf_shim_wait_unmapped(
+        vdev: *mut bindings::vfio_pci_core_device,
+        mappings: *mut bindings::atomic_t,
+        reported: *mut bool,
+    );
+    fn vfio_pci_dmabuf_shim_flush_iotlb(dev: *mut bindings::device);
     fn vfio_pci_dmabuf_shim_claim_bar(
         vdev: *mut bindings::vfio_pci_core_device,
         bar: c_int,
@@ -277,6 +285,13 @@ impl<'a> MemoryLocked<'a> {
         to_result(unsafe { vfio_pci_dmabuf_shim_claim_bar(self.0.as_raw(), bar) })
     }
 
+    /// Waits until no mapping counted in `mappings` is left, however long
+    /// that takes; reports the first long wait of a revocation (`reported`).
+    pub(crate) fn wait_unmapped(&self, mappings: &Mappings, reported: &mut bool) {
+        // SAFETY: Valid device and counter; `reported` is a local.
+        unsafe { vfio_pci_dmabuf_shim_wait_unmapped(self.0.as_raw(), mappings.0.get(), reported) }
+    }
+
     /// Waits until every fence of `dmabuf` has signalled, however long that
     /// takes; reports the first long wait of a revocation (`reported`).
     pub(crate) fn wait_idle<T>(&self, dmabuf: &DmaBuf<T>, reported: &mut bool) {
@@ -336,6 +351,31 @@ impl<'a> MemoryLocked<'a> {
             f(unsafe { &*kernel::container_of!(pos, DeviceLink, node) });
             pos = next;
         }
+    }
+}
+
+/// The number of importers' live mappings of one buffer: [`Self::get`]
+/// when a map succeeds, [`Self::put`] when it is undone. A revocation waits
+/// for none to be left ([`MemoryLocked::wait_unmapped`]), so it also covers
+/// importers that unmap after `move_notify` returned.
+pub(crate) struct Mappings(Opaque<bindings::atomic_t>);
+
+impl Mappings {
+    pub(crate) fn new() -> Self {
+        Mappings(Opaque::new(bindings::atomic_t { counter: 0 }))
+    }
+
+    /// Counts a new mapping.
+    pub(crate) fn get(&self) {
+        // SAFETY: A valid counter.
+        unsafe { vfio_pci_dmabuf_shim_mapping_get(self.0.get()) }
+    }
+
+    /// A mapping counted by [`Self::get`] is gone; the last one wakes a
+    /// waiting revocation.
+    pub(crate) fn put(&self) {
+        // SAFETY: A valid counter, above zero: every `put` follows its `get`.
+        unsafe { vfio_pci_dmabuf_shim_mapping_put(self.0.get()) }
     }
 }
 
@@ -590,6 +630,14 @@ impl Device {
             linked: 0,
             dir,
         })
+    }
+
+    /// Flushes the IOTLB of this device's IOMMU domain if it is a lazy
+    /// (flush-queue) one, after a mapping of a BAR was unmapped: no stale
+    /// translation of it survives the unmap.
+    pub(crate) fn flush_iotlb(&self) {
+        // SAFETY: Valid device.
+        unsafe { vfio_pci_dmabuf_shim_flush_iotlb(self.as_raw()) }
     }
 
     /// Unmaps and frees an IOVA range that [`IovaRange::keep`] kept.

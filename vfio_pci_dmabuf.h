@@ -34,6 +34,11 @@ void vfio_pci_dmabuf_shim_resv_lock(struct dma_buf *dmabuf);
 void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf);
 void vfio_pci_dmabuf_shim_wait_idle(struct vfio_pci_core_device *vdev,
 				    struct dma_buf *dmabuf, bool *reported);
+void vfio_pci_dmabuf_shim_mapping_get(atomic_t *mappings);
+void vfio_pci_dmabuf_shim_mapping_put(atomic_t *mappings);
+void vfio_pci_dmabuf_shim_wait_unmapped(struct vfio_pci_core_device *vdev,
+					atomic_t *mappings, bool *reported);
+void vfio_pci_dmabuf_shim_flush_iotlb(struct device *dev);
 int vfio_pci_dmabuf_shim_claim_bar(struct vfio_pci_core_device *vdev, int bar);
 enum pci_p2pdma_map_type
 vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,

@@ -42,7 +42,7 @@ mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
     check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, Device, DeviceLink,
-    DmaBuf, Exporter, Fault, FaultResult, MemoryLocked, PciDevRef, Registration, SgTable,
+    DmaBuf, Exporter, Fault, FaultResult, Mappings, MemoryLocked, PciDevRef, Registration, SgTable,
     SgTableBuilder, Vma, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
@@ -87,6 +87,8 @@ struct Buffer {
     fault_hint: AtomicUsize,
     /// The buffer's size: the ranges' lengths added up.
     size: u64,
+    /// Importers' mappings not yet unmapped.
+    mappings: Mappings,
 }
 
 impl Buffer {
@@ -197,6 +199,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             ends: range_ends,
             fault_hint: AtomicUsize::new(0),
             size: buffer_size,
+            mappings: Mappings::new(),
         },
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -228,8 +231,13 @@ fn for_each_buffer(locked: &MemoryLocked<'_>, mut f: impl FnMut(&Buffer)) {
 }
 
 /// Revokes (`revoke`) or restores access to every buffer of `locked`'s
-/// device. A revoke tells every importer of every buffer first, then waits
-/// for all their fences, with no time limit: only then may the BAR go away.
+/// device. A revoke tells every importer of every buffer first, then waits,
+/// with no time limit, for all their fences and then for every mapping to
+/// be unmapped (an importer may unmap after `move_notify` returns, from a
+/// work item, say): only then may the BAR go away. The unmaps flushed the
+/// IOTLB, so no translation of a buffer survives its revocation. The
+/// temporary revokes (reset, decode off, low power) wait as the permanent
+/// one at close does: the BAR stops decoding in each.
 ///
 /// A device that is not open has no importers (its buffers were revoked for
 /// good at close) and no config state, so nothing is done or read.
@@ -243,6 +251,10 @@ fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
         let mut reported = false;
         for_each_buffer(locked, |buffer| {
             locked.wait_idle(buffer.dmabuf(), &mut reported)
+        });
+        let mut reported = false;
+        for_each_buffer(locked, |buffer| {
+            locked.wait_unmapped(&buffer.mappings, &mut reported)
         });
     }
 }
@@ -339,6 +351,117 @@ fn segment_table(
     table.finish()
 }
 
+/// Builds the importer's table: one entry per segment of each contiguous
+/// run, at bus addresses or at addresses mapped through the DMA API; of
+/// the buffer's one IOVA range where an IOMMU translates.
+fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
+    let buffer = attach.dmabuf().data();
+    if buffer.revoked.load(Ordering::Relaxed) {
+        return Err(ENODEV);
+    }
+    let dev = attach.dev();
+    // Whole pages only: an importer that cannot take one page per entry is
+    // refused.
+    let limits = dev
+        .dma_limits()
+        .in_pages(bindings::PAGE_SIZE as u64)
+        .ok_or(EINVAL)?;
+    let path = map_path(attach);
+    // Through an IOMMU the IOVA range is allocated within the importer's
+    // DMA mask.
+    if path == Path::HostIova {
+        return map_one_iova(dev, buffer, limits, dir);
+    }
+    let bus_path = path == Path::Bus;
+    // An importer whose DMA mask does not reach the BAR (a 32-bit device,
+    // a BAR above 4 GiB, no IOMMU to translate) is refused: it would
+    // address something else.
+    let (base, translated) = if bus_path {
+        (buffer.bar.bus, false)
+    } else {
+        (buffer.bar.phys, true)
+    };
+    if !runs(&buffer.ranges).all(|run| dev.reaches(base + run.offset, run.length, translated)) {
+        return Err(EINVAL);
+    }
+
+    // On the host-bridge path, the DMA address the DMA API gave each run,
+    // and the guard that unmaps them on failure. The bus path needs neither:
+    // a run's address is the BAR's bus address plus its offset.
+    let mut iovas = KVVec::<u64>::new();
+    if !bus_path {
+        iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL_ACCOUNT)?;
+    }
+    let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
+        for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
+            dev.unmap_resource(*addr, run.length, dir);
+        }
+    });
+    if !bus_path {
+        for (i, run) in runs(&buffer.ranges).enumerate() {
+            let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
+            mapped.push(addr, GFP_KERNEL_ACCOUNT)?;
+            resched_every(i);
+        }
+    }
+
+    // Each run's DMA address: the one the DMA API gave it, or the BAR's
+    // bus address plus its offset.
+    let iovas: &[u64] = &mapped;
+    let run_addrs = || {
+        runs(&buffer.ranges)
+            .enumerate()
+            .map(move |(i, run)| match iovas.get(i) {
+                Some(iova) => (*iova, run.length),
+                None => (buffer.bar.bus + run.offset, run.length),
+            })
+    };
+    let mut count = 0u64;
+    for (i, (addr, length)) in run_addrs().enumerate() {
+        count = count.saturating_add(segment_count(addr, length, limits));
+        resched_every(i);
+    }
+    let segments = run_addrs().flat_map(|(addr, length)| Segments::new(addr, length, limits));
+    let table = segment_table(count, segments, bus_path)?;
+    mapped.dismiss();
+    Ok(table)
+}
+
+/// Undoes `map`: the DMA API mappings of each run, or the buffer's IOVA
+/// range; the table is freed after.
+fn unmap_table(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
+    let buffer = attach.dmabuf().data();
+    match map_path(attach) {
+        Path::Bus => return,
+        Path::HostIova => {
+            if let Some((addr, _)) = table.entries().next() {
+                // SAFETY: `map_one_iova` built `table` for this device
+                // from one kept range of the buffer's size, starting at
+                // its first entry; the dma-buf core unmaps a table once.
+                unsafe { attach.dev().iova_destroy(addr, buffer.size, dir) };
+            }
+            return;
+        }
+        Path::Host => {}
+    }
+    let mut entries = table.entries();
+    // Each run starts at its first entry and spans `run.length` bytes of
+    // consecutive entries, as `map` built it.
+    for (i, run) in runs(&buffer.ranges).enumerate() {
+        resched_every(i);
+        let Some((addr, mut seen)) = entries.next().map(|(a, l)| (a, u64::from(l))) else {
+            break;
+        };
+        while seen < run.length {
+            match entries.next() {
+                Some((_, l)) => seen += u64::from(l),
+                None => break,
+            }
+        }
+        attach.dev().unmap_resource(addr, run.length, dir);
+    }
+}
+
 impl Exporter for Buffer {
     fn attach(attach: &Attachment<Buffer>) -> Result {
         let buffer = attach.dmabuf().data();
@@ -363,115 +486,24 @@ impl Exporter for Buffer {
         Ok(())
     }
 
-    /// Builds the importer's table: one entry per segment of each contiguous
-    /// run, at bus addresses or at addresses mapped through the DMA API; of
-    /// the buffer's one IOVA range where an IOMMU translates.
+    /// The importer's table of the buffer (see [`map_table`]), counted
+    /// until it is unmapped: a revocation waits for that.
     fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
-        let buffer = attach.dmabuf().data();
-        if buffer.revoked.load(Ordering::Relaxed) {
-            return Err(ENODEV);
-        }
-        let dev = attach.dev();
-        // Whole pages only: an importer that cannot take one page per entry is
-        // refused.
-        let limits = dev
-            .dma_limits()
-            .in_pages(bindings::PAGE_SIZE as u64)
-            .ok_or(EINVAL)?;
-        let path = map_path(attach);
-        // Through an IOMMU the IOVA range is allocated within the importer's
-        // DMA mask.
-        if path == Path::HostIova {
-            return map_one_iova(dev, buffer, limits, dir);
-        }
-        let bus_path = path == Path::Bus;
-        // An importer whose DMA mask does not reach the BAR (a 32-bit device,
-        // a BAR above 4 GiB, no IOMMU to translate) is refused: it would
-        // address something else.
-        let (base, translated) = if bus_path {
-            (buffer.bar.bus, false)
-        } else {
-            (buffer.bar.phys, true)
-        };
-        if !runs(&buffer.ranges).all(|run| dev.reaches(base + run.offset, run.length, translated)) {
-            return Err(EINVAL);
-        }
-
-        // On the host-bridge path, the DMA address the DMA API gave each run,
-        // and the guard that unmaps them on failure. The bus path needs neither:
-        // a run's address is the BAR's bus address plus its offset.
-        let mut iovas = KVVec::<u64>::new();
-        if !bus_path {
-            iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL_ACCOUNT)?;
-        }
-        let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
-            for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
-                dev.unmap_resource(*addr, run.length, dir);
-            }
-        });
-        if !bus_path {
-            for (i, run) in runs(&buffer.ranges).enumerate() {
-                let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
-                mapped.push(addr, GFP_KERNEL_ACCOUNT)?;
-                resched_every(i);
-            }
-        }
-
-        // Each run's DMA address: the one the DMA API gave it, or the BAR's
-        // bus address plus its offset.
-        let iovas: &[u64] = &mapped;
-        let run_addrs = || {
-            runs(&buffer.ranges)
-                .enumerate()
-                .map(move |(i, run)| match iovas.get(i) {
-                    Some(iova) => (*iova, run.length),
-                    None => (buffer.bar.bus + run.offset, run.length),
-                })
-        };
-        let mut count = 0u64;
-        for (i, (addr, length)) in run_addrs().enumerate() {
-            count = count.saturating_add(segment_count(addr, length, limits));
-            resched_every(i);
-        }
-        let segments = run_addrs().flat_map(|(addr, length)| Segments::new(addr, length, limits));
-        let table = segment_table(count, segments, bus_path)?;
-        mapped.dismiss();
+        let table = map_table(attach, dir)?;
+        attach.dmabuf().data().mappings.get();
         Ok(table)
     }
 
-    /// Undoes `map`: the DMA API mappings of each run, or the buffer's IOVA
-    /// range; the table is freed after.
+    /// Undoes `map` (see [`unmap_table`]). No translation of the BAR is
+    /// left behind: on a lazy IOMMU domain the IOTLB is flushed now, not
+    /// by the flush queue's timer. Then a revocation waiting for the last
+    /// mapping may go on.
     fn unmap(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
-        let buffer = attach.dmabuf().data();
-        match map_path(attach) {
-            Path::Bus => return,
-            Path::HostIova => {
-                if let Some((addr, _)) = table.entries().next() {
-                    // SAFETY: `map_one_iova` built `table` for this device
-                    // from one kept range of the buffer's size, starting at
-                    // its first entry; the dma-buf core unmaps a table once.
-                    unsafe { attach.dev().iova_destroy(addr, buffer.size, dir) };
-                }
-                return;
-            }
-            Path::Host => {}
+        unmap_table(attach, table, dir);
+        if map_path(attach) != Path::Bus {
+            attach.dev().flush_iotlb();
         }
-        let mut entries = table.entries();
-        // Each run starts at its first entry and spans `run.length` bytes of
-        // consecutive entries, as `map` built it.
-        for (i, run) in runs(&buffer.ranges).enumerate() {
-            resched_every(i);
-            let Some((addr, mut seen)) = entries.next().map(|(a, l)| (a, u64::from(l))) else {
-                break;
-            };
-            while seen < run.length {
-                match entries.next() {
-                    Some((_, l)) => seen += u64::from(l),
-                    None => break,
-                }
-            }
-            attach.dev().unmap_resource(addr, run.length, dir);
-        }
+        attach.dmabuf().data().mappings.put();
     }
 
     fn release(dmabuf: &DmaBuf<Buffer>) {

@@ -11,19 +11,24 @@
 #include <linux/dma-mapping.h>
 #include <linux/dma-map-ops.h>
 #include <linux/dma-resv.h>
+#include <linux/iommu.h>
 #include <linux/iommu-dma.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/ratelimit.h>
 #include <linux/vfio.h>
+#include <linux/wait_bit.h>
 
 #include "vfio_pci_dmabuf.h"
 #include "vfio_pci_priv.h"
 
 MODULE_IMPORT_NS(DMA_BUF);
 
-/* After a revoke, say so once if importers' fences take longer than this. */
+/*
+ * After a revoke, say so once if importers' fences, or their unmaps, take
+ * longer than this.
+ */
 #define VFIO_PCI_DMABUF_FENCE_REPORT_MS	10000
 
 struct dma_buf *vfio_pci_dmabuf_shim_export(const struct dma_buf_ops *ops,
@@ -119,6 +124,55 @@ void vfio_pci_dmabuf_shim_wait_idle(struct vfio_pci_core_device *vdev,
 	*reported = true;
 	dma_resv_wait_timeout(dmabuf->resv, DMA_RESV_USAGE_BOOKKEEP, false,
 			      MAX_SCHEDULE_TIMEOUT);
+}
+
+/*
+ * @mappings counts the importers' live mappings of one buffer: map adds
+ * one, unmap takes one away and wakes a revocation waiting for the last.
+ */
+void vfio_pci_dmabuf_shim_mapping_get(atomic_t *mappings)
+{
+	atomic_inc(mappings);
+}
+
+void vfio_pci_dmabuf_shim_mapping_put(atomic_t *mappings)
+{
+	/* fully ordered: the waiter sees the count before it is woken */
+	if (atomic_dec_and_test(mappings))
+		wake_up_var(mappings);
+}
+
+/*
+ * Waits, with no time limit, until no importer holds a mapping counted in
+ * @mappings: one that unmaps later than move_notify (from a work item, say)
+ * still reaches the BAR until then.  Reported once as vfio_pci_dmabuf_shim_
+ * wait_idle() does.
+ */
+void vfio_pci_dmabuf_shim_wait_unmapped(struct vfio_pci_core_device *vdev,
+					atomic_t *mappings, bool *reported)
+{
+	if (wait_var_event_timeout(mappings, !atomic_read(mappings),
+				   msecs_to_jiffies(VFIO_PCI_DMABUF_FENCE_REPORT_MS)))
+		return;
+	if (!*reported)
+		pci_warn(vdev->pdev,
+			 "dma-buf importers still hold mappings %d ms after revocation; waiting for them to unmap\n",
+			 VFIO_PCI_DMABUF_FENCE_REPORT_MS);
+	*reported = true;
+	wait_var_event(mappings, !atomic_read(mappings));
+}
+
+/*
+ * After a BAR mapping of @dev was unmapped: a lazy (flush-queue) domain
+ * defers the IOTLB flush to a timer, so a stale translation of the BAR
+ * would outlive the unmap, and a revocation waiting for it.  Flush now.
+ */
+void vfio_pci_dmabuf_shim_flush_iotlb(struct device *dev)
+{
+	struct iommu_domain *domain = iommu_get_domain_for_dev(dev);
+
+	if (domain && domain->type == IOMMU_DOMAIN_DMA_FQ)
+		iommu_flush_iotlb_all(domain);
 }
 
 /* Claims the BAR for vfio as its mmap and read/write paths do. */
