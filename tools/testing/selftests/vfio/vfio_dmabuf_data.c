@@ -274,6 +274,10 @@ TEST_F(data, dma_both_ways_every_byte)
  * (the fault is the pass condition) and the BAR must not change; on an
  * untranslated path that address is the BAR itself, and only the importer
  * honouring move_notify protects it.  A new map makes DMA work again.
+ * The fault does not depend on timing: the revoke returned only after the
+ * importer unmapped, and the exporter's unmap flushed the IOTLB of the
+ * importer's lazy (flush-queue) domain instead of leaving the stale
+ * translation to the flush queue's timer.
  */
 TEST_F(data, revoked_importer_moves_no_data)
 {

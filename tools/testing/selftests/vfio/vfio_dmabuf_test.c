@@ -1520,6 +1520,59 @@ TEST_F(dmabuf, revoke_waits_for_every_fence)
 }
 
 /*
+ * An importer that unmaps after move_notify returns (from a work item, as
+ * GPU drivers do) reaches the BAR until it has unmapped: decode off, a
+ * reset and the close of the device each return only after that.
+ */
+static void __revoke_and_time(struct __test_metadata *_metadata, int imp,
+			      const char *what, double s)
+{
+	struct vdi_info vi;
+
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	TH_LOG("%s with an importer unmapping %d ms after move_notify: %.3f s",
+	       what, VDI_LAZY_UNMAP_MS, s);
+	ASSERT_EQ(0, vi.mapped);
+	ASSERT_LE(VDI_LAZY_UNMAP_MS / 1e3, s);
+}
+
+TEST_F(dmabuf, revoke_waits_for_lazy_unmap)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct timespec t0;
+	int buf, imp;
+
+	if (!strcmp(self->path, "none"))
+		SKIP(return, NO_PATH_SKIP);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, VDI_LAZY_UNMAP);
+	ASSERT_GE(imp, 0);
+
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 0));
+	__revoke_and_time(_metadata, imp, "decode off", secs_since(&t0));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+
+	ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	if (info.flags & VFIO_DEVICE_FLAGS_RESET) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
+		__revoke_and_time(_metadata, imp, "reset", secs_since(&t0));
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	}
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	vdev_close(&self->d);
+	__revoke_and_time(_metadata, imp, "close", secs_since(&t0));
+	close(imp);
+	close(buf);
+}
+
+/*
  * A loop of refused imports does not flood the log, and the reason is
  * given.  The records between two marks are counted by their sequence
  * numbers: a flood can overwrite the ring buffer.

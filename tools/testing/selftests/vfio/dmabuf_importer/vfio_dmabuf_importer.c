@@ -59,6 +59,10 @@ struct vdi {
 	} *held;
 	unsigned int nheld;
 	atomic64_t unmap_checked, unmap_stale;
+
+	/* VDI_LAZY_UNMAP: the unmap move_notify leaves to unmap_work */
+	bool lazy_unmap;
+	struct delayed_work unmap_work;
 };
 
 /* Lock of every fence: a signalled fence may outlive its importer. */
@@ -184,7 +188,23 @@ static void vdi_move_notify(struct dma_buf_attachment *attach)
 	}
 	if (v->sgt && v->fence_delay_ms)
 		vdi_add_fence(v);
+	if (v->sgt && v->lazy_unmap) {
+		schedule_delayed_work(&v->unmap_work,
+				      msecs_to_jiffies(VDI_LAZY_UNMAP_MS));
+		return;
+	}
 	vdi_unmap_locked(v);
+}
+
+/* VDI_LAZY_UNMAP: the unmap that move_notify left for later. */
+static void vdi_unmap_work(struct work_struct *work)
+{
+	struct vdi *v = container_of(to_delayed_work(work), struct vdi,
+				     unmap_work);
+
+	dma_resv_lock(v->dmabuf->resv, NULL);
+	vdi_unmap_locked(v);
+	dma_resv_unlock(v->dmabuf->resv);
 }
 
 static const struct dma_buf_attach_ops vdi_p2p_ops = {
@@ -215,6 +235,8 @@ static void vdi_detach(struct vdi *v)
 	dma_resv_lock(v->dmabuf->resv, NULL);
 	vdi_unmap_locked(v);
 	dma_resv_unlock(v->dmabuf->resv);
+	/* with nothing mapped, move_notify leaves no unmap for later */
+	cancel_delayed_work_sync(&v->unmap_work);
 	dma_buf_detach(v->dmabuf, v->attach);
 	dma_buf_put(v->dmabuf);
 	v->attach = NULL;
@@ -240,7 +262,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI | VDI_DMA32 |
-			VDI_CHECK_UNMAP))
+			VDI_CHECK_UNMAP | VDI_LAZY_UNMAP))
 		return -EINVAL;
 	if (v->attach)
 		return -EBUSY;
@@ -281,6 +303,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 	}
 	v->attach = attach;
 	v->check_unmap = a.flags & VDI_CHECK_UNMAP;
+	v->lazy_unmap = a.flags & VDI_LAZY_UNMAP;
 	return 0;
 
 err_put:
@@ -725,6 +748,7 @@ static int vdi_open(struct inode *inode, struct file *file)
 	atomic64_set(&v->move_notify, 0);
 	v->fence_context = dma_fence_context_alloc(1);
 	INIT_DELAYED_WORK(&v->fence_work, vdi_fence_work);
+	INIT_DELAYED_WORK(&v->unmap_work, vdi_unmap_work);
 	file->private_data = v;
 	return 0;
 }

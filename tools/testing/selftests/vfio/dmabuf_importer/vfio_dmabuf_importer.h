@@ -30,6 +30,13 @@
  * translated.  Only translated mappings are looked up.
  */
 #define VDI_CHECK_UNMAP	0x10
+/*
+ * Unmaps lazily, as GPU drivers do: move_notify only schedules the unmap,
+ * which a work item does VDI_LAZY_UNMAP_MS later.  Until then the mapping
+ * is held (struct vdi_info's mapped).
+ */
+#define VDI_LAZY_UNMAP	0x20
+#define VDI_LAZY_UNMAP_MS	500
 
 struct vdi_attach {
 	__s32 fd;		/* dma-buf file descriptor */
