@@ -688,6 +688,17 @@ int main(void)
 		       (res[v][b][CREATE].med + res[v][b][MAP].med) /
 		       (res[v][a][CREATE].med + res[v][a][MAP].med));
 	}
+	/* 2^10 to 2^18 ranges of one buffer: past 2^14 they overlap in the BAR */
+	for (v = ONE_SCAT; v <= ONE_CONT; v++) {
+		int a = 3, b = 6;	/* sizes 1024 and 262144 */
+
+		if (!have[v][a] || !have[v][b])
+			continue;
+		printf("growth t(262144)/t(1024), %s, ", var_name[v]);
+		printf("create + attach+map: %.3g (linear: 256)\n",
+		       (res[v][b][CREATE].med + res[v][b][MAP].med) /
+		       (res[v][a][CREATE].med + res[v][a][MAP].med));
+	}
 	/* every size of this mode measured for every variant, entries right */
 	for (s = 0; s < NSIZES && !(quick && sizes[s] > 256); s++) {
 		int n = sizes[s];
