@@ -89,6 +89,9 @@ struct Buffer {
     size: u64,
     /// Importers' mappings not yet unmapped.
     mappings: Mappings,
+    /// Set by a revoke that changed the buffer's state, until that revoke
+    /// has waited for its importers. Under the device's `memory_lock`.
+    revoking: AtomicBool,
 }
 
 impl Buffer {
@@ -110,19 +113,22 @@ impl Buffer {
     }
 
     /// Revokes access, or gives it back if `usable`; importers are told only
-    /// when the state changes. A revoke removes every CPU mapping's pages
-    /// before it returns (they fault back in once usable); it does not wait
-    /// for importers: the caller waits for their fences (see [`move_all`]).
+    /// when the state changes, and then `true` is returned. A revoke removes
+    /// every CPU mapping's pages before it returns (they fault back in once
+    /// usable); it does not wait for importers: the caller waits for their
+    /// fences and unmaps (see [`move_all`]).
     /// Caller holds the device's `memory_lock` for writing.
-    fn set_usable(&self, usable: bool) {
+    fn set_usable(&self, usable: bool) -> bool {
         let resv = self.dmabuf().lock();
-        if self.revoked.load(Ordering::Relaxed) == usable {
-            self.revoked.store(!usable, Ordering::Relaxed);
-            if !usable {
-                self.dmabuf().zap_cpu_mappings();
-            }
-            resv.move_notify();
+        if self.revoked.load(Ordering::Relaxed) != usable {
+            return false;
         }
+        self.revoked.store(!usable, Ordering::Relaxed);
+        if !usable {
+            self.dmabuf().zap_cpu_mappings();
+        }
+        resv.move_notify();
+        true
     }
 
     /// A registration of the buffer's device, `None` once it was closed.
@@ -200,6 +206,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             fault_hint: AtomicUsize::new(0),
             size: buffer_size,
             mappings: Mappings::new(),
+            revoking: AtomicBool::new(false),
         },
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -237,7 +244,11 @@ fn for_each_buffer(locked: &MemoryLocked<'_>, mut f: impl FnMut(&Buffer)) {
 /// work item, say): only then may the BAR go away. The unmaps flushed the
 /// IOTLB, so no translation of a buffer survives its revocation. The
 /// temporary revokes (reset, decode off, low power) wait as the permanent
-/// one at close does: the BAR stops decoding in each.
+/// one at close does: the BAR stops decoding in each. A revoke waits only
+/// for the buffers whose state it changed (one already revoked was waited
+/// for when it was, and cannot be mapped since), and skips buffers whose
+/// file is being released: they have no importer or CPU mapping left, and
+/// `release` unlinks them once it gets the lock.
 ///
 /// A device that is not open has no importers (its buffers were revoked for
 /// good at close) and no config state, so nothing is done or read.
@@ -246,15 +257,27 @@ fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
         return;
     }
     let usable = !revoke && locked.bar_usable();
-    for_each_buffer(locked, |buffer| buffer.set_usable(usable));
+    for_each_buffer(locked, |buffer| {
+        let Some(_file) = buffer.dmabuf().try_get_file() else {
+            return;
+        };
+        let changed = buffer.set_usable(usable);
+        buffer.revoking.store(changed && !usable, Ordering::Relaxed);
+    });
     if !usable {
+        // A buffer whose file is released meanwhile waits in `release` for
+        // the lock we hold: it stays allocated.
         let mut reported = false;
         for_each_buffer(locked, |buffer| {
-            locked.wait_idle(buffer.dmabuf(), &mut reported)
+            if buffer.revoking.load(Ordering::Relaxed) {
+                locked.wait_idle(buffer.dmabuf(), &mut reported)
+            }
         });
         let mut reported = false;
         for_each_buffer(locked, |buffer| {
-            locked.wait_unmapped(&buffer.mappings, &mut reported)
+            if buffer.revoking.swap(false, Ordering::Relaxed) {
+                locked.wait_unmapped(&buffer.mappings, &mut reported)
+            }
         });
     }
 }
