@@ -454,17 +454,44 @@ static int vma_count(void)
 
 enum { CPU_MAP, CPU_TOUCH, CPU_UNMAP, NCPU };
 
+/* The word the CPU table leaves at the start of the BAR page at @offset. */
+static uint64_t page_word(uint64_t offset)
+{
+	return 0x5eedf00d00000000ULL ^ offset;
+}
+
+/*
+ * Writes page_word() at the start of each page of @r[0..@n) through one
+ * mapping of an N-range buffer of @d, so that both ways read known data.
+ */
+static void write_page_words(struct vdev *d, const struct vfio_region_dma_range *r, int n)
+{
+	int buf = dmabuf_create(d->fd, 2, n, r);
+	uint8_t *map;
+
+	if (buf < 0)
+		die("create", buf);
+	map = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+	if (map == MAP_FAILED)
+		die("mmap of the dma-buf", errno);
+	for (int i = 0; i < n; i++)
+		st64(map + i * PAGE, page_word(r[i].offset));
+	munmap(map, n * PAGE);
+	close(buf);
+}
+
 /*
  * The CPU's way to N scattered pages of a memory BAR (@d, region offset
  * @reg_off): one mmap of an N-range dma-buf, or (@per_range) one mmap of
  * the region per range.  Times mapping, reading one word of every page
  * (each read faults its page in) and unmapping; *@vmas gets the VMAs the
  * mappings took, or minus the number of mmaps that succeeded before one
- * failed (the process's map count limit).
+ * failed (the process's map count limit).  Each word read that is not
+ * the page's page_word() counts in *@wrong.
  */
 static void cpu_once(struct vdev *d, uint64_t reg_off,
 		     const struct vfio_region_dma_range *r, int n, int per_range,
-		     double t[NCPU], int *vmas, uint64_t *sum)
+		     double t[NCPU], int *vmas, uint64_t *wrong)
 {
 	static uint8_t **maps;
 	int v0 = vma_count(), buf = -1, k;
@@ -495,8 +522,8 @@ static void cpu_once(struct vdev *d, uint64_t reg_off,
 	*vmas = k < n ? -k : vma_count() - v0;
 	t0 = now();
 	for (int i = 0; i < k; i++)
-		*sum += per_range ? ld64(maps[i]) :
-			ld64(maps[0] + i * PAGE);
+		*wrong += (per_range ? ld64(maps[i]) : ld64(maps[0] + i * PAGE)) !=
+			  page_word(r[i].offset);
 	t[CPU_TOUCH] = now() - t0;
 	t0 = now();
 	if (per_range) {
@@ -518,7 +545,7 @@ static void cpu_mappings(struct vfio_region_dma_range *r)
 	double t[2][5][NCPU], col[5], tot[2];
 	struct stat3 st[2][NCPU];
 	int vmas[2], limit_hit = 0;
-	uint64_t sum = 0, pages;
+	uint64_t wrong = 0, pages;
 	struct vdev m;
 	FILE *f;
 	int e, max_map = 0;
@@ -553,12 +580,13 @@ static void cpu_mappings(struct vfio_region_dma_range *r)
 		if (quick && n > 256)
 			break;
 		fill_ranges(r, n, 1, pages);
+		write_page_words(&m, r, n);
 		/* the two ways in turns, each first every other time */
 		for (int rep = 0; rep < reps; rep++)
 			for (int i = 0; i < 2; i++) {
 				int w = (rep + i) % 2;
 
-				cpu_once(&m, reg.offset, r, n, w, t[w][rep], &vmas[w], &sum);
+				cpu_once(&m, reg.offset, r, n, w, t[w][rep], &vmas[w], &wrong);
 			}
 		for (int w = 0; w < 2; w++) {
 			tot[w] = 0;
@@ -588,7 +616,9 @@ static void cpu_mappings(struct vfio_region_dma_range *r)
 	}
 	if (limit_hit)
 		printf("# per range, mmap stops at the map count limit; one buffer is one VMA\n");
-	printf("# (checksum of what was read: %llx)\n", (unsigned long long)sum);
+	/* both ways read what was written: not zero pages, not each other's */
+	CHECK(!wrong, "%llu words read were not the page's known word",
+	      (unsigned long long)wrong);
 	vdev_close(&m);
 }
 

@@ -402,14 +402,17 @@ int main(void)
 		       secs, reopens, maps_revoked, maps_in_window);
 	ksft_print_msg("CPU reads: %d went through, %d SIGBUS, %d wrongly allowed\n",
 		       cpu_ok, cpu_sigbus, cpu_in_window);
-	if (!cpu_ok || !cpu_sigbus)
+	/* every trigger ran, and raced a map where maps are possible */
+	if (!cpu_ok || !cpu_sigbus || !reopens ||
+	    (!maps_revoked && strcmp(path, "none")))
 		exercised = 0;
 	for (int i = 0; i < NDEV; i++) {
 		struct sdev *s = &devs[i];
 
 		ksft_print_msg("%s: %d buffers, %d maps, %d resets, %d decode toggles\n",
 			       s->bdf, s->creates, s->maps_ok, s->resets, s->toggles);
-		if (!s->creates || (!s->maps_ok && strcmp(path, "none")))
+		if (!s->creates || !s->resets || !s->toggles ||
+		    (!s->maps_ok && strcmp(path, "none")))
 			exercised = 0;
 		vdev_close(&s->d);
 	}

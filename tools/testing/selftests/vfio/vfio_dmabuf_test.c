@@ -1162,6 +1162,7 @@ TEST_F(dmabuf, fault_injection)
 {
 	struct vfio_region_dma_range r[64], m[64];
 	int refs = core_refcnt(), next_fd, buf, imp, n, ret, injected = 0;
+	int refused = 0;
 
 	if (fault_injection_setup() || fail_nth(0))
 		SKIP(return, "no fault injection (failslab, page alloc, debugfs, stack filter)");
@@ -1184,13 +1185,17 @@ TEST_F(dmabuf, fault_injection)
 			continue;
 		}
 		ASSERT_EQ(-ENOMEM, ret);
+		refused++;
 		ASSERT_EQ(next_fd, dup(0));
 		close(next_fd);
 		if (refs >= 0)
 			ASSERT_EQ(refs, core_refcnt());
 	}
 	ASSERT_LT(n, 1000);
-	TH_LOG("create: %d allocations failed in turn", injected);
+	TH_LOG("create: %d allocations failed in turn, %d refused the request",
+	       injected, refused);
+	/* the injection reached the exporter's own allocations */
+	ASSERT_GT(refused, 0);
 
 	if (!strcmp(self->path, "none"))
 		SKIP(return, "map path: " NO_PATH_SKIP);
@@ -1206,7 +1211,7 @@ TEST_F(dmabuf, fault_injection)
 	ASSERT_GE(buf, 0);
 	imp = importer_attach(buf, self->importer, 0);
 	ASSERT_GE(imp, 0);
-	for (n = 1, injected = 0; n < 1000; n++) {
+	for (n = 1, injected = 0, refused = 0; n < 1000; n++) {
 		ASSERT_EQ(0, fail_nth(n));
 		ret = importer_map(imp, self->segs, MAX_SEGS);
 		if (fail_nth_left()) {
@@ -1222,11 +1227,14 @@ TEST_F(dmabuf, fault_injection)
 			continue;
 		}
 		ASSERT_EQ(-ENOMEM, ret);
+		refused++;
 		/* a failed map holds nothing: unmap finds no mapping */
 		ASSERT_EQ(-ENOENT, importer_unmap(imp));
 	}
 	ASSERT_LT(n, 1000);
-	TH_LOG("map: %d allocations failed in turn", injected);
+	TH_LOG("map: %d allocations failed in turn, %d refused the map",
+	       injected, refused);
+	ASSERT_GT(refused, 0);
 	check_segments(imp, m, 64, 64, 65536, ~0ULL);
 	close(imp);
 	close(buf);
