@@ -50,13 +50,19 @@ cmd_test() {
 		python3 "$SELFTEST_DIR/scripts/report.py" \
 			--expected "$SELFTEST_DIR/scripts/expected.txt" "$logs"/*.log
 	} > "$logs/report.txt"
-	read -r p f s < <(tail -n 1 "$logs/report.txt")
+	read -r p f s hp hf < <(tail -n 1 "$logs/report.txt")
 	sed '$d' "$logs/report.txt"
-	f=$((f + $(grep -c '^not ok' <<<"$host" || true)))
-	p=$((p + $(grep -c '^ok' <<<"$host" || true)))
+	hf=$((hf + $(grep -c '^not ok' <<<"$host" || true)))
+	hp=$((hp + $(grep -c '^ok' <<<"$host" || true)))
 	log "guest consoles: $logs/*.log; total time $((SECONDS - start)) s"
-	echo "$p passed, $f failed, $s skipped" | tee "$logs/summary"
-	[ "$f" = 0 ]
+	summary "$p" "$f" "$s" "$hp" "$hf" | tee "$logs/summary"
+	[ "$f" = 0 ] && [ "$hf" = 0 ]
+}
+
+# summary P F S HP HF: the closing line, test cases and harness checks apart
+summary() {
+	echo "$(($1 + $2 + $3)) test cases: $1 passed, $2 failed, $3 skipped;" \
+		"$(($4 + $5)) harness checks: $4 passed, $5 failed"
 }
 
 cmd_demo() {
@@ -82,15 +88,16 @@ cmd_bench() {
 }
 
 cmd_vng() {
-	local art sc=${1:-switch-noiommu} p f s
+	local art sc=${1:-switch-noiommu} p f s hp hf
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
 	"$SELFTEST_DIR/scripts/vm.sh" --vng "$sc" "$art" "$CACHE/logs/vng/$sc.log"
-	python3 "$SELFTEST_DIR/scripts/report.py" "$CACHE/logs/vng/$sc.log" \
-		> "$CACHE/logs/vng/report.txt"
+	python3 "$SELFTEST_DIR/scripts/report.py" \
+		--expected "$SELFTEST_DIR/scripts/expected.txt" \
+		"$CACHE/logs/vng/$sc.log" > "$CACHE/logs/vng/report.txt"
 	sed '$d' "$CACHE/logs/vng/report.txt"
-	read -r p f s < <(tail -n 1 "$CACHE/logs/vng/report.txt")
-	echo "$p passed, $f failed, $s skipped"
-	[ "$f" = 0 ]
+	read -r p f s hp hf < <(tail -n 1 "$CACHE/logs/vng/report.txt")
+	summary "$p" "$f" "$s" "$hp" "$hf"
+	[ "$f" = 0 ] && [ "$hf" = 0 ]
 }
 
 case "${1:-}" in

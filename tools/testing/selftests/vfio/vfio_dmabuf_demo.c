@@ -179,8 +179,14 @@ int main(void)
 		      "closing the device revokes for good");
 		close(imp);
 	} else {
+		static const char *const steps[] = {
+			"reset revokes, then restores",
+			"decode off revokes, on restores",
+			"closing the device revokes for good",
+		};
+
 		for (int i = 0; i < 3; i++)
-			printf("ok %d revocation # SKIP no importer here\n", ++step);
+			printf("ok %d %s # SKIP no importer here\n", ++step, steps[i]);
 		vdev_close(&d);
 	}
 	close(buf);

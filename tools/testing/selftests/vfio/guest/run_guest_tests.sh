@@ -14,9 +14,17 @@ shift 3
 
 say() { echo "### $*"; }
 
-for m in irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer; do
+modules="irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer"
+for m in $modules; do
 	insmod "$art/modules/$m.ko" || say "ERROR insmod $m failed"
 done
+# refcnts: "module=count ..." of our modules (the names use underscores)
+refcnts() {
+	for m in $modules; do
+		m=$(echo "$m" | tr - _)
+		printf '%s=%s ' "$m" "$(cat "/sys/module/$m/refcnt" 2>/dev/null)"
+	done
+}
 
 # pci-testdev (1b36:0005): of the single-function ones, the first and the
 # third are bound to vfio-pci and export, the second imports (it keeps no
@@ -77,6 +85,7 @@ fi
 
 kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak
+refs_before=$(refcnts)
 
 # run NAME [VAR=VALUE...]: runs program NAME (PROGRAM or PROGRAM@cdev) in
 # that environment, framed, and says how long it took.
@@ -118,6 +127,43 @@ for t in $tests; do
 done
 
 [ -z "$inject_pid" ] || wait "$inject_pid"
+
+# Teardown: nothing the tests made outlives them.  No dma-buf is left,
+# every module's reference count is back to what it was before the tests,
+# and every module unloads (unbinding its devices); then kmemleak also sees
+# what an unload should have freed.  scripts/report.py requires the
+# TEARDOWN line of a clean end and fails on each ERROR.
+teardown() {
+	local bufinfo=/sys/kernel/debug/dma_buf/bufinfo clean=1 left refs_after
+
+	if [ ! -r $bufinfo ]; then
+		say "TEARDOWN no $bufinfo: this kernel has no debugfs"
+		clean=0
+	else
+		left=$(sed -n 's/^Total \([0-9]*\) objects.*/\1/p' $bufinfo)
+		if [ "$left" != 0 ]; then
+			say "ERROR teardown: dma-bufs left: ${left:-unknown}"
+			cat $bufinfo
+			clean=0
+		fi
+	fi
+	refs_after=$(refcnts)
+	if [ "$refs_after" != "$refs_before" ]; then
+		say "ERROR teardown: module references before the tests:" \
+			"$refs_before, after: $refs_after"
+		clean=0
+	fi
+	for m in vfio_dmabuf_importer vfio_pci vfio_pci_core irqbypass; do
+		if ! rmmod "$m"; then
+			say "ERROR teardown: rmmod $m failed"
+			clean=0
+		fi
+	done
+	[ $clean = 0 ] ||
+		say "TEARDOWN clean: no dma-buf left, module references as before," \
+			"every module unloaded"
+}
+teardown
 
 # Leaks: objects must be older than kmemleak's minimum age to be reported.
 if [ -w $kmemleak ]; then

@@ -8,17 +8,24 @@ For every guest: each test program's TAP must have a plan and as many
 results as planned; the guest must reach its end marker; the console must
 hold no kernel splat (oops, WARNING, BUG, KASAN, lockdep, kmemleak report,
 hung task, soft lockup, RCU stall, the exporter's own report of importers
-that do not let go, a debug facility turning itself off) and must show that
-kmemleak and DMA-API debugging are on;
+that do not let go, a debug facility turning itself off, dropped printk
+messages, an allocation-failure dump, an IOMMU fault that no test announced
+with a "### EXPECT-IOMMU-FAULT TEXT" line) and must show that kmemleak and
+DMA-API debugging are on;
 the bytes vfio_dmabuf_data left in the memory-backed BAR ("### FILECHECK
 OFFSET LEN SEED X0" lines) must be in its backing file, SCENARIO.ivshmem,
 read here after the guest stopped.  With --expected (the test command passes
 scripts/expected.txt), every program listed for the scenario must have run,
-every skip must be listed with its reason, every listed skip must have
-happened, and exit status 4 (all skipped) is accepted only when every
-result of the program was a listed skip.
-Prints one TAP-like line per test case and per check, the splats, and
-returns the counts on the last line as "P F S".
+every test case listed for the program must have a result and every
+result must be a listed test case, every skip must be listed with its
+reason, every listed skip must have happened, and exit status 4 (all
+skipped) is accepted only when every result of the program was a listed
+skip.
+Prints one TAP-like line per test case and per harness check, the splats,
+and the counts on the last line as "P F S HP HF": test cases passed,
+failed and skipped (a result of a test program, or a program the guest
+skipped whole), then harness checks passed and failed (everything else:
+end markers, the expected lists, splats, the backing file).
 """
 import re
 import sys
@@ -35,16 +42,25 @@ SPLAT = re.compile(
     # a debug facility that turned itself off checks nothing from then on
     r"|dma-debug disabled|DMA-API: debugging out of memory"
     r"|DMA-API: debugging disabled|Kernel memory leak detector disabled"
-    r"|Kmemleak disabled|Cannot allocate a kmemleak_object)")
+    r"|Kmemleak disabled|Cannot allocate a kmemleak_object"
+    # lost console lines hide what they said; a failed allocation's dump
+    r"|printk messages dropped|page allocation failure|invoked oom-killer)")
+# An IOMMU fault; a test that provokes one announces it first.
+IOMMU_FAULT = re.compile(r"DMAR: \[[^]]*\] (Request device \[[^]]*\] fault addr "
+                         r"0x[0-9a-f]+)")
 # Lines every guest's console must hold: the debug facilities are on.
 REQUIRED = {
     "kmemleak is on": "kmemleak: Kernel memory leak detector initialized",
     "DMA-API debugging is on": "DMA-API: debugging enabled by kernel config",
+    # guest/run_guest_tests.sh after the last program
+    "teardown: no dma-buf left, module references as before, modules unload":
+        "### TEARDOWN clean",
 }
 RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
 
 passed = failed = skipped = 0
+checks_passed = checks_failed = 0
 M64 = (1 << 64) - 1
 
 
@@ -76,7 +92,8 @@ def check_file(path, checks):
 
 
 def load_expected(path):
-    """{scenario or '*': (programs, {key: reason})} from scripts/expected.txt."""
+    """{scenario or '*': (programs, {key: reason}, {program: cases})} from
+    scripts/expected.txt."""
     exp = {}
     for raw in open(path):
         line = raw.strip()
@@ -84,36 +101,49 @@ def load_expected(path):
             continue
         kind, scen, rest = line.split(None, 2)
         for sc in scen.split(","):
-            progs, skips = exp.setdefault(sc, (set(), {}))
+            progs, skips, cases = exp.setdefault(sc, (set(), {}, {}))
             if kind == "program":
                 progs.add(rest.strip())
             elif kind == "skip":
-                key, why = rest.split(None, 1)
-                skips[key] = why.strip()
+                key, why = rest.split(" # ", 1)
+                skips[key.strip()] = why.strip()
+            elif kind == "case":
+                prog, name = rest.split(None, 1)
+                cases.setdefault(prog, set()).add(name.strip())
             else:
                 raise ValueError(f"{path}: unknown line: {raw!r}")
     return exp
 
 
 def expected_for(exp, scenario):
-    progs, skips = set(), {}
+    progs, skips, cases = set(), {}, {}
     for sc in ("*", scenario):
-        p, k = exp.get(sc, (set(), {}))
+        p, k, c = exp.get(sc, (set(), {}, {}))
         progs |= p
         skips.update(k)
-    return progs, skips
+        for prog, names in c.items():
+            cases.setdefault(prog, set()).update(names)
+    return progs, skips, cases
 
 
-def emit(ok, name, why=""):
-    global passed, failed, skipped
+def emit(ok, name, why="", case=False):
+    """One line: a test case's result if case, else a harness check's."""
+    global passed, failed, skipped, checks_passed, checks_failed
     if ok == "skip":
+        assert case, name
         skipped += 1
         print(f"ok {name} # SKIP {why}")
     elif ok:
-        passed += 1
+        if case:
+            passed += 1
+        else:
+            checks_passed += 1
         print(f"ok {name}")
     else:
-        failed += 1
+        if case:
+            failed += 1
+        else:
+            checks_failed += 1
         print(f"not ok {name}{' # ' + why if why else ''}")
 
 
@@ -127,11 +157,15 @@ def judge(path, exp=None):
     prog, plan, results, done, splat_at = None, None, 0, False, []
     data_ran, checks = False, set()
     ran, seen_skips, results_of, skips_of, rc4 = set(), {}, {}, {}, set()
+    names_of, announced = {}, set()
     for i, raw in enumerate(lines):
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", raw)
-        if SPLAT.search(line):
+        fault = IOMMU_FAULT.search(line)
+        if SPLAT.search(line) or (fault and fault.group(1) not in announced):
             splat_at.append(i)
-        if line.startswith("### FILECHECK "):
+        if line.startswith("### EXPECT-IOMMU-FAULT "):
+            announced.add(line.split(" ", 2)[2].strip())
+        elif line.startswith("### FILECHECK "):
             checks.add(tuple(int(v, 0) for v in line.split()[2:6]))
         elif line.startswith("### BEGIN "):
             prog, plan, results = line.split()[2], None, 0
@@ -151,12 +185,12 @@ def judge(path, exp=None):
         elif line.startswith("### SKIP "):
             # a program run the guest skipped whole: "### SKIP PROG REASON"
             _, _, what, why = line.split(" ", 3)
-            emit("skip", f"{scenario}: {what}", why)
+            emit("skip", f"{scenario}: {what}", why, case=True)
             seen_skips[what] = why
         elif line == "### DONE":
             done = True
         elif line.startswith("### ERROR"):
-            emit(False, f"{scenario}: guest set-up", line[10:])
+            emit(False, f"{scenario}: guest", line[10:])
         elif prog:
             m = PLAN.match(line)
             if m:
@@ -171,13 +205,14 @@ def judge(path, exp=None):
                 key = m.group(3) + ("@" + prog.split("@", 1)[1]
                                     if "@" in prog else "")
                 results_of[prog] = results_of.get(prog, 0) + 1
+                names_of.setdefault(prog, []).append(m.group(3))
                 skip = re.search(r"#\s*SKIP\s*(.*)", m.group(4) or "")
                 if skip and m.group(1) == "ok":
-                    emit("skip", name, skip.group(1))
+                    emit("skip", name, skip.group(1), case=True)
                     seen_skips[key] = skip.group(1).strip()
                     skips_of.setdefault(prog, []).append(key)
                 else:
-                    emit(m.group(1) == "ok", name)
+                    emit(m.group(1) == "ok", name, case=True)
     if prog:
         emit(False, f"{scenario}: {prog}", "did not finish")
     emit(done, f"{scenario}: guest reached its end marker",
@@ -185,6 +220,7 @@ def judge(path, exp=None):
          "\n# ".join(lines[-15:]))
     if exp is not None:
         check_expected(scenario, exp, ran, seen_skips, results_of, skips_of, rc4)
+        check_cases(scenario, exp, ran, names_of)
     if data_ran:
         bad = check_file(path.removesuffix(".log") + ".ivshmem", checks) \
             if checks else "no FILECHECK line in the console"
@@ -201,8 +237,30 @@ def judge(path, exp=None):
             print("# " + l)
 
 
+def check_cases(scenario, exp, ran, names_of):
+    """Each program that ran gave a result for exactly its listed cases."""
+    cases = expected_for(exp, scenario)[2]
+    for p in sorted(ran):
+        want = cases.get(p.split("@", 1)[0])
+        got = names_of.get(p, [])
+        if want is None:
+            emit(False, f"{scenario}: {p}: its test cases are listed",
+                 "no case line in scripts/expected.txt")
+            continue
+        missing = sorted(want - set(got))
+        extra = sorted(set(got) - want)
+        twice = sorted({n for n in got if got.count(n) > 1})
+        emit(not missing and not extra and not twice,
+             f"{scenario}: {p}: a result for each of its {len(want)} listed "
+             "test cases",
+             "; ".join(w for w in (
+                 missing and "missing: " + ", ".join(missing),
+                 extra and "not in scripts/expected.txt: " + ", ".join(extra),
+                 twice and "more than one result: " + ", ".join(twice)) if w))
+
+
 def check_expected(scenario, exp, ran, seen, results_of, skips_of, rc4):
-    progs, skips = expected_for(exp, scenario)
+    progs, skips, _ = expected_for(exp, scenario)
     for p in sorted(progs):
         emit(p in ran or p in seen, f"{scenario}: program {p} ran",
              "it did not run" if p not in seen else "")
@@ -213,7 +271,7 @@ def check_expected(scenario, exp, ran, seen, results_of, skips_of, rc4):
              f"listed with another reason: {want!r}")
     for key in sorted(set(skips) - set(seen)):
         emit(False, f"{scenario}: listed skip of {key} happened",
-             "stale entry in scripts/expected.txt: it ran")
+             "stale entry in scripts/expected.txt: no such skip")
     for p in sorted(rc4):
         listed = all(k in skips for k in skips_of.get(p, []))
         whole = len(skips_of.get(p, [])) == results_of.get(p, 0)
@@ -228,4 +286,4 @@ if args[:1] == ["--expected"]:
     args = args[2:]
 for p in args:
     judge(p, expected)
-print(passed, failed, skipped)
+print(passed, failed, skipped, checks_passed, checks_failed)
