@@ -822,20 +822,6 @@ impl<T> DmaBuf<T> {
         // INVARIANT: a non-NULL return carries a new reference.
         NonNull::new(f).map(FileRef)
     }
-
-    /// Removes every page of every CPU mapping of the dma-buf from the page
-    /// tables (of every process: each mapping is in the file's address
-    /// space); accesses fault again. A dma-buf whose file is being
-    /// released has no mappings left.
-    pub(crate) fn zap_cpu_mappings(&self) {
-        if let Some(file) = self.try_get_file() {
-            // SAFETY: The file reference keeps the file and its inode, whose
-            // address space `f_mapping` is, alive for the call; length 0
-            // means to the end of the file, and private COW copies (none:
-            // only shared mappings are allowed) would go too.
-            unsafe { bindings::unmap_mapping_range((*file.0.as_ptr()).f_mapping, 0, 0, 1) };
-        }
-    }
 }
 
 /// The reference on a dma-buf that [`DmaBuf::export`] returns: dropped with
@@ -881,6 +867,19 @@ impl<T> Drop for DmaBufRef<T> {
 ///
 /// Holds one reference on the file.
 pub(crate) struct FileRef(NonNull<bindings::file>);
+
+impl FileRef {
+    /// Removes every page of every CPU mapping of the file from the page
+    /// tables (of every process: each mapping is in the file's address
+    /// space); accesses fault again.
+    pub(crate) fn zap_cpu_mappings(&self) {
+        // SAFETY: The reference (type invariant) keeps the file and its
+        // inode, whose address space `f_mapping` is, alive for the call;
+        // length 0 means to the end of the file, and private COW copies
+        // (none: only shared mappings are allowed) would go too.
+        unsafe { bindings::unmap_mapping_range((*self.0.as_ptr()).f_mapping, 0, 0, 1) };
+    }
+}
 
 impl Drop for FileRef {
     fn drop(&mut self) {

@@ -42,8 +42,8 @@ mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
     check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, Device, DeviceLink,
-    DmaBuf, Exporter, Fault, FaultResult, Mappings, MemoryLocked, PciDevRef, Registration, SgTable,
-    SgTableBuilder, Vma, FAULT_SIGBUS,
+    DmaBuf, Exporter, Fault, FaultResult, FileRef, Mappings, MemoryLocked, PciDevRef, Registration,
+    SgTable, SgTableBuilder, Vma, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
     bar_offset, ends, runs, segment_count, validate, Limits, Range, RangeError, Segments,
@@ -116,16 +116,16 @@ impl Buffer {
     /// when the state changes, and then `true` is returned. A revoke removes
     /// every CPU mapping's pages before it returns (they fault back in once
     /// usable); it does not wait for importers: the caller waits for their
-    /// fences and unmaps (see [`move_all`]).
+    /// fences and unmaps (see [`move_all`]). `file` is the buffer's, held.
     /// Caller holds the device's `memory_lock` for writing.
-    fn set_usable(&self, usable: bool) -> bool {
+    fn set_usable(&self, file: &FileRef, usable: bool) -> bool {
         let resv = self.dmabuf().lock();
         if self.revoked.load(Ordering::Relaxed) != usable {
             return false;
         }
         self.revoked.store(!usable, Ordering::Relaxed);
         if !usable {
-            self.dmabuf().zap_cpu_mappings();
+            file.zap_cpu_mappings();
         }
         resv.move_notify();
         true
@@ -258,10 +258,10 @@ fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
     }
     let usable = !revoke && locked.bar_usable();
     for_each_buffer(locked, |buffer| {
-        let Some(_file) = buffer.dmabuf().try_get_file() else {
+        let Some(file) = buffer.dmabuf().try_get_file() else {
             return;
         };
-        let changed = buffer.set_usable(usable);
+        let changed = buffer.set_usable(&file, usable);
         buffer.revoking.store(changed && !usable, Ordering::Relaxed);
     });
     if !usable {

@@ -221,7 +221,6 @@ static int64_t dma_buffer(int imp, uint64_t total, uint32_t seed, uint32_t flags
  * be refused (EOPNOTSUPP), and that is all: returns NO_PATH with *@buf
  * closed (the caller skips).
  */
-
 static int __export_and_import(struct __test_metadata *_metadata, int devfd,
 			       const struct layout *l, int n, const char *dmadev,
 			       const char *path, struct vdi_segment *segs, int max,

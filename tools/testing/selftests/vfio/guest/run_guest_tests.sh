@@ -135,6 +135,7 @@ done
 # TEARDOWN line of a clean end and fails on each ERROR.
 teardown() {
 	local bufinfo=/sys/kernel/debug/dma_buf/bufinfo clean=1 left refs_after
+	local m unload=""
 
 	if [ ! -r $bufinfo ]; then
 		say "TEARDOWN no $bufinfo: this kernel has no debugfs"
@@ -153,7 +154,10 @@ teardown() {
 			"$refs_before, after: $refs_after"
 		clean=0
 	fi
-	for m in vfio_dmabuf_importer vfio_pci vfio_pci_core irqbypass; do
+	for m in $(echo "$modules" | tr - _); do
+		unload="$m $unload"
+	done
+	for m in $unload; do
 		if ! rmmod "$m"; then
 			say "ERROR teardown: rmmod $m failed"
 			clean=0
