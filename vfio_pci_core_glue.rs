@@ -554,6 +554,14 @@ impl Device {
         self.0.get()
     }
 
+    /// Whether the device is a PCI function (`dev_is_pci()`).
+    pub(crate) fn is_pci(&self) -> bool {
+        // SAFETY: Valid device; its bus is set before it is registered and
+        // does not change.
+        let bus = unsafe { ptr::addr_of!((*self.as_raw()).bus).read() };
+        ptr::eq(bus, ptr::addr_of!(bindings::pci_bus_type))
+    }
+
     /// The device's DMA segment limits.
     pub(crate) fn dma_limits(&self) -> crate::vfio_pci_dmabuf_ranges::Limits {
         let (mut max_seg, mut boundary_mask) = (0, 0);
@@ -774,9 +782,8 @@ impl<T> DmaBuf<T> {
         T: Exporter,
     {
         let raw = KBox::into_raw(data);
-        // SAFETY: The ops table is a constant promoted to a static; `raw` is
-        // a valid allocation.
-        let ret = unsafe { vfio_pci_dmabuf_shim_export(ops::<T>(), size, flags, raw.cast()) };
+        // SAFETY: The ops table is a `static`; `raw` is a valid allocation.
+        let ret = unsafe { vfio_pci_dmabuf_shim_export(&T::ops().0, size, flags, raw.cast()) };
         match from_err_ptr(ret).and_then(|p| NonNull::new(p).ok_or(EINVAL)) {
             // INVARIANT: A new dma-buf whose reference we own, with a `T`.
             Ok(p) => Ok(DmaBufRef(p, PhantomData)),
@@ -967,6 +974,29 @@ impl<T> Attachment<T> {
     }
 }
 
+impl<T: Exporter> Attachment<T> {
+    /// The attachment, if its dma-buf is one exported with `T`; `None` for
+    /// a dma-buf of any other exporter.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid attachment for `'a`.
+    pub(crate) unsafe fn from_raw_if_ours<'a>(
+        ptr: *mut bindings::dma_buf_attachment,
+    ) -> Option<&'a Self> {
+        // SAFETY: Valid attachment: its `dmabuf` is set before it is
+        // published and outlives it; a dma-buf's `ops` is set at export and
+        // never changes.
+        let ops = unsafe { (*ptr::addr_of!((*ptr).dmabuf).read()).ops };
+        if !ptr::eq(ops, &T::ops().0) {
+            return None;
+        }
+        // SAFETY: Only `DmaBuf::<T>::export` exports with `T::ops()`: the
+        // dma-buf was exported with a `T`.
+        Some(unsafe { Self::from_raw(ptr) })
+    }
+}
+
 /// A DMA-address-only scatter-gather table being filled: no `struct page`,
 /// no CPU addresses; each entry carries a DMA address and length.
 ///
@@ -1144,6 +1174,9 @@ impl Fault {
 /// refused (the memory is revocable); vmap is refused (no op), and CPU
 /// mappings get their pages from [`Self::fault`].
 pub(crate) trait Exporter: Sized {
+    /// The exporter's ops table, a `static` of [`DmaBufOpsTable::of`]: its
+    /// address tells this exporter's dma-bufs from any other's.
+    fn ops() -> &'static DmaBufOpsTable;
     /// A new attachment; an error refuses it.
     fn attach(attach: &Attachment<Self>) -> Result;
     /// The table of DMA addresses for `attach`, reservation lock held.
@@ -1163,6 +1196,19 @@ pub(crate) trait Exporter: Sized {
 
 /// The C side of an [`Exporter`].
 struct DmaBufOps<T>(PhantomData<T>);
+
+/// The dma-buf ops of an [`Exporter`], to be put in a `static`.
+pub(crate) struct DmaBufOpsTable(bindings::dma_buf_ops);
+
+// SAFETY: The table is never written; its pointers are to functions.
+unsafe impl Sync for DmaBufOpsTable {}
+
+impl DmaBufOpsTable {
+    /// The ops of `T`.
+    pub(crate) const fn of<T: Exporter>() -> Self {
+        Self(DmaBufOps::<T>::OPS)
+    }
+}
 
 impl<T: Exporter> DmaBufOps<T> {
     const OPS: bindings::dma_buf_ops = bindings::dma_buf_ops {
@@ -1292,9 +1338,4 @@ impl<T: Exporter> DmaBufOps<T> {
         // SAFETY: `Fault` is a transparent wrapper of a valid fault.
         T::fault(dmabuf, unsafe { &*vmf.cast::<Fault>() })
     }
-}
-
-/// The ops table of `T`, a constant promoted to a static.
-fn ops<T: Exporter>() -> &'static bindings::dma_buf_ops {
-    &DmaBufOps::<T>::OPS
 }

@@ -12,6 +12,7 @@
 
 struct device;
 struct dma_buf;
+struct dma_buf_attachment;
 struct dma_buf_ops;
 struct list_head;
 struct pci_dev;
@@ -61,5 +62,9 @@ void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
 void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
 				     const struct vm_operations_struct *ops,
 				     void *priv);
+
+/* Defined in Rust (vfio_pci_dmabuf.rs), called from the shim */
+int vfio_pci_dmabuf_iommufd_phys(struct dma_buf_attachment *attach, u64 *paddr,
+				 u64 *len);
 
 #endif

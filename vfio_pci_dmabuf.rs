@@ -42,8 +42,8 @@ mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
     check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, Device, DeviceLink,
-    DmaBuf, Exporter, Fault, FaultResult, FileRef, Mappings, MemoryLocked, PciDevRef, Registration,
-    SgTable, SgTableBuilder, Vma, FAULT_SIGBUS,
+    DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, Mappings, MemoryLocked,
+    PciDevRef, Registration, SgTable, SgTableBuilder, Vma, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
     bar_offset, ends, runs, segment_count, validate, Limits, Range, RangeError, Segments,
@@ -311,13 +311,18 @@ enum Path {
     /// Through the host bridge and an IOMMU domain: one IOVA range for the
     /// whole buffer, each run linked into it.
     HostIova = 3,
+    /// Not a PCI device: no table, as it has no path of its own. iommufd
+    /// attaches so (its `/dev/iommu`) and asks for the physical range
+    /// instead, with `vfio_pci_dma_buf_iommufd_map()`.
+    NoTable = 4,
 }
 
 fn map_path(attach: &Attachment<Buffer>) -> Path {
     match attach.exporter_value() {
         1 => Path::Bus,
         2 => Path::Host,
-        _ => Path::HostIova,
+        3 => Path::HostIova,
+        _ => Path::NoTable,
     }
 }
 
@@ -390,6 +395,9 @@ fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> 
         .in_pages(bindings::PAGE_SIZE as u64)
         .ok_or(EINVAL)?;
     let path = map_path(attach);
+    if path == Path::NoTable {
+        return Err(eopnotsupp());
+    }
     // Through an IOMMU the IOVA range is allocated within the importer's
     // DMA mask.
     if path == Path::HostIova {
@@ -455,7 +463,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> 
 fn unmap_table(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
     let buffer = attach.dmabuf().data();
     match map_path(attach) {
-        Path::Bus => return,
+        Path::Bus | Path::NoTable => return,
         Path::HostIova => {
             if let Some((addr, _)) = table.entries().next() {
                 // SAFETY: `map_one_iova` built `table` for this device
@@ -485,7 +493,16 @@ fn unmap_table(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_
     }
 }
 
+static BUFFER_OPS: DmaBufOpsTable = DmaBufOpsTable::of::<Buffer>();
+
 impl Exporter for Buffer {
+    fn ops() -> &'static DmaBufOpsTable {
+        &BUFFER_OPS
+    }
+
+    /// Dynamic peer-to-peer importers only, while the buffer is usable; a
+    /// PCI importer's path to the BAR is decided here, and one with none is
+    /// refused.
     fn attach(attach: &Attachment<Buffer>) -> Result {
         let buffer = attach.dmabuf().data();
         if !attach.is_dynamic() || !attach.peer2peer() {
@@ -493,6 +510,10 @@ impl Exporter for Buffer {
         }
         if buffer.revoked.load(Ordering::Relaxed) {
             return Err(ENODEV);
+        }
+        if !attach.dev().is_pci() {
+            attach.set_exporter_value(Path::NoTable as usize);
+            return Ok(());
         }
         let path = match buffer.provider.p2p_map_type(attach.dev()) {
             bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR => Path::Bus,
@@ -632,6 +653,44 @@ pub unsafe extern "C" fn vfio_pci_dma_buf_move(
     // SAFETY: Valid device with memory_lock held, per the contract above.
     let locked = unsafe { MemoryLocked::assume(CoreDevice::from_raw(vdev)) };
     move_all(&locked, revoked);
+}
+
+/// `vfio_pci_dma_buf_iommufd_map()`: the CPU physical range behind `att`'s
+/// buffer, for iommufd to map into an I/O address space itself. Only a
+/// buffer of a single range has one: a buffer of several ranges is
+/// `EOPNOTSUPP` (the ranges counted as requested, also those that follow
+/// each other in the BAR, as upstream counts them), and so is any other
+/// exporter's dma-buf; a revoked buffer is `ENODEV`.
+///
+/// # Safety
+///
+/// `att` is a valid attachment whose dma-buf's reservation lock the caller
+/// holds; `paddr` and `len` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_pci_dmabuf_iommufd_phys(
+    att: *mut bindings::dma_buf_attachment,
+    paddr: *mut u64,
+    len: *mut u64,
+) -> c_int {
+    // SAFETY: Valid attachment, per the contract above.
+    let Some(attach) = (unsafe { Attachment::<Buffer>::from_raw_if_ours(att) }) else {
+        return eopnotsupp().to_errno();
+    };
+    let buffer = attach.dmabuf().data();
+    // `revoked` is written under the reservation lock the caller holds.
+    if buffer.revoked.load(Ordering::Relaxed) {
+        return ENODEV.to_errno();
+    }
+    let [range] = &buffer.ranges[..] else {
+        return eopnotsupp().to_errno();
+    };
+    // SAFETY: Valid for writes, per the contract above. The range was
+    // validated inside the BAR: the addition does not overflow.
+    unsafe {
+        paddr.write(buffer.bar.phys + range.offset);
+        len.write(range.length);
+    }
+    0
 }
 
 /// Revokes every dma-buf of a closing device for good and detaches them.

@@ -18,6 +18,7 @@
 #include <linux/pci.h>
 #include <linux/ratelimit.h>
 #include <linux/vfio.h>
+#include <linux/vfio_pci_core.h>
 #include <linux/wait_bit.h>
 
 #include "vfio_pci_dmabuf.h"
@@ -295,3 +296,23 @@ void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
 			  VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = ops;
 }
+
+/*
+ * For iommufd's IOMMU_IOAS_MAP_FILE (<linux/vfio_pci_core.h>): the physical
+ * range of a vfio-pci dma-buf of one range, or an errno (the exporter's).
+ */
+int vfio_pci_dma_buf_iommufd_map(struct dma_buf_attachment *attachment,
+				 struct dma_buf_phys_vec *phys)
+{
+	u64 paddr, len;
+	int ret;
+
+	dma_resv_assert_held(attachment->dmabuf->resv);
+	ret = vfio_pci_dmabuf_iommufd_phys(attachment, &paddr, &len);
+	if (ret)
+		return ret;
+	phys->paddr = paddr;
+	phys->len = len;
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vfio_pci_dma_buf_iommufd_map);
