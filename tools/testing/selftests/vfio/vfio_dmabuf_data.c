@@ -23,20 +23,6 @@
 #define BAR 2
 #define MAX_RANGES 6
 
-/*
- * Byte @x of pattern @seed: differs from byte to byte and from page to
- * page, so a byte at the wrong offset shows.  report.py computes the same.
- */
-static uint8_t pat(uint32_t seed, uint64_t x)
-{
-	uint64_t h = (x + 1) * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)seed << 32);
-
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return h >> 56;
-}
-
 /* The BAR as the CPU sees it and the buffer's ranges in it. */
 struct layout {
 	uint8_t *bar;			/* the region's VFIO mmap */
@@ -176,10 +162,8 @@ static uint64_t check_windows(const struct layout *l, int n,
 				if (b < 0 ? e >= 0 : e != b + (int64_t)(end - x))
 					break;
 			}
-			dprintf(1, "### FILECHECK 0x%llx 0x%llx %u 0x%llx\n",
-				(unsigned long long)x, (unsigned long long)(end - x),
-				b < 0 ? bg_seed : buf_seed,
-				(unsigned long long)(b < 0 ? x : (uint64_t)b));
+			filecheck(x, end - x, b < 0 ? bg_seed : buf_seed,
+				  b < 0 ? x : (uint64_t)b);
 			x = end;
 		}
 	}
@@ -319,23 +303,12 @@ TEST_F(data, revoked_importer_moves_no_data)
 	ASSERT_EQ(-ENXIO, importer_dma(imp, 0, tmp, VDI_DMA_MAX, 0));
 
 	if (self->translated) {
-		kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+		kmsg = iommu_fault_expect(self->dmadev, stale, needle, sizeof(needle));
 		ASSERT_GE(kmsg, 0);
-		lseek(kmsg, 0, SEEK_END);
-		/* "DMAR: [DMA Write NO_PASID] Request device [bb:dd.f] fault addr 0x..." */
-		snprintf(needle, sizeof(needle), "Request device [%s] fault addr 0x%llx",
-			 self->dmadev + 5, (unsigned long long)stale);
-		/* any other IOMMU fault on the console fails the run (report.py) */
-		dprintf(1, "### EXPECT-IOMMU-FAULT %s\n", needle);
 		memset(tmp, 0x5a, sizeof(tmp));
 		ASSERT_EQ(0, importer_dma(imp, stale, tmp, VDI_DMA_MAX,
 					  VDI_DMA_WRITE | VDI_DMA_RAW));
-		for (int i = 0; i < 50 && !found; i++) {
-			found = kmsg_find(kmsg, needle);
-			if (!found)
-				usleep(100 * 1000);
-		}
-		close(kmsg);
+		found = iommu_fault_seen(kmsg, needle);
 		TH_LOG("DMA to the revoked IOVA 0x%llx: %s",
 		       (unsigned long long)stale,
 		       found ? "IOMMU fault reported" : "no IOMMU fault");

@@ -14,7 +14,8 @@
  *   VFIO_DMABUF_MEMDEV    BDF of a device bound to vfio-pci whose BAR 2 is
  *                         memory (ivshmem-plain backed by a host file)
  *   VFIO_DMABUF_DMADEV    BDF of a device whose DMA engine the test importer
- *                         drives (edu): VDI_IOC_DMA
+ *                         drives (edu): VDI_IOC_DMA; for vfio_dmabuf_iommufd
+ *                         the guest binds it to vfio-pci instead
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
  *   VFIO_DMABUF_OPEN      how vdev_open() opens devices: "group" (the
  *                         default: group + container) or "cdev"
@@ -119,6 +120,16 @@ static inline int iommufd_get(void)
 }
 
 /*
+ * Skips the whole program: one line saying @why and kselftest's skip
+ * status (scripts/report.py takes the line as the program's skip).
+ */
+static inline void vfio_dmabuf_skip_all(const char *why)
+{
+	printf("TAP version 13\n1..0 # SKIP %s\n", why);
+	exit(4);
+}
+
+/*
  * Run outside the harness (make run_tests on a machine without the test
  * devices), a program that lacks the environment variables @vars (NULL
  * terminated) or, with @importer, the test importer module says so in one
@@ -128,7 +139,7 @@ static inline int iommufd_get(void)
 
 static inline void vfio_dmabuf_require(const char *const *vars, int importer)
 {
-	char missing[512] = "";
+	char missing[512] = "", why[640];
 	size_t n = 0;
 
 	for (; *vars; vars++)
@@ -141,8 +152,8 @@ static inline void vfio_dmabuf_require(const char *const *vars, int importer)
 			      VDI_DEVICE " (insmod dmabuf_importer/vfio_dmabuf_importer.ko)");
 	if (!n)
 		return;
-	printf("TAP version 13\n1..0 # SKIP needs %s: %s\n", missing, VFIO_DMABUF_HINT);
-	exit(4);
+	snprintf(why, sizeof(why), "needs %s: %s", missing, VFIO_DMABUF_HINT);
+	vfio_dmabuf_skip_all(why);
 }
 
 static inline void vgroup_put(struct vgroup *g)
@@ -260,11 +271,10 @@ static inline int vdev_open_cdev(struct vdev *d, const char *bdf)
 }
 
 /*
- * Opens @bdf through its VFIO group, or its cdev (vdev_cdev_mode());
- * returns 0 or -errno.  On failure nothing stays open and vdev_close() is
- * a no-op.
+ * Opens @bdf through its VFIO group, or with @cdev its cdev; returns 0 or
+ * -errno.  On failure nothing stays open and vdev_close() is a no-op.
  */
-static inline int vdev_open(struct vdev *d, const char *bdf)
+static inline int vdev_open_via(struct vdev *d, const char *bdf, int cdev)
 {
 	struct vfio_region_info reg = { .argsz = sizeof(reg) };
 	int e;
@@ -275,7 +285,7 @@ static inline int vdev_open(struct vdev *d, const char *bdf)
 	d->iommufd = -1;
 	d->fd = -1;
 	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
-	if (vdev_cdev_mode()) {
+	if (cdev) {
 		e = vdev_open_cdev(d, bdf);
 		if (e) {
 			vdev_close(d);
@@ -297,6 +307,12 @@ static inline int vdev_open(struct vdev *d, const char *bdf)
 	}
 	d->cfg_offset = reg.offset;
 	return 0;
+}
+
+/* vdev_open_via() the way the environment says (vdev_cdev_mode()). */
+static inline int vdev_open(struct vdev *d, const char *bdf)
+{
+	return vdev_open_via(d, bdf, vdev_cdev_mode());
 }
 
 static inline uint64_t vdev_region_size(struct vdev *d, uint32_t index)
@@ -343,17 +359,23 @@ static inline int dma_translated(const char *bdf)
 	return !strncmp(type, "DMA", 3);	/* DMA or DMA-FQ, not identity */
 }
 
-/* Sets or clears PCI_COMMAND_MEMORY through the VFIO config region. */
-static inline int vdev_set_memory(struct vdev *d, int on)
+/* Sets or clears @bits of PCI_COMMAND through the VFIO config region. */
+static inline int vdev_set_command(struct vdev *d, uint16_t bits, int on)
 {
 	uint16_t cmd;
 
 	if (pread(d->fd, &cmd, 2, d->cfg_offset + PCI_COMMAND) != 2)
 		return -errno;
-	cmd = on ? (cmd | PCI_COMMAND_MEMORY) : (cmd & ~PCI_COMMAND_MEMORY);
+	cmd = on ? (cmd | bits) : (cmd & ~bits);
 	if (pwrite(d->fd, &cmd, 2, d->cfg_offset + PCI_COMMAND) != 2)
 		return -errno;
 	return 0;
+}
+
+/* Memory decode on or off (PCI_COMMAND_MEMORY). */
+static inline int vdev_set_memory(struct vdev *d, int on)
+{
+	return vdev_set_command(d, PCI_COMMAND_MEMORY, on);
 }
 
 /*
@@ -608,6 +630,70 @@ static inline int kmsg_find(int fd, const char *needle)
 		if (strstr(rec, needle))
 			return 1;
 	}
+}
+
+/*
+ * A DMA by device @bdf to @iova is about to fault in the IOMMU: announces
+ * the fault's text, kept in @needle, for scripts/report.py (any other
+ * IOMMU fault on the console fails the run) and returns /dev/kmsg opened
+ * past every record so far, or -errno.  The fault address VT-d reports is
+ * the page's.
+ */
+static inline int iommu_fault_expect(const char *bdf, uint64_t iova,
+				     char *needle, size_t size)
+{
+	const char *bus = strchr(bdf, ':');
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	lseek(fd, 0, SEEK_END);
+	/* "DMAR: [DMA Write NO_PASID] Request device [bb:dd.f] fault addr 0x..." */
+	snprintf(needle, size, "Request device [%s] fault addr 0x%llx",
+		 bus ? bus + 1 : bdf, (unsigned long long)(iova & ~(PAGE - 1)));
+	dprintf(1, "### EXPECT-IOMMU-FAULT %s\n", needle);
+	return fd;
+}
+
+/* Whether the kernel logs @needle within 5 s; closes @kmsg. */
+static inline int iommu_fault_seen(int kmsg, const char *needle)
+{
+	int found = 0;
+
+	for (int i = 0; i < 50 && !found; i++) {
+		found = kmsg_find(kmsg, needle);
+		if (!found)
+			usleep(100 * 1000);
+	}
+	close(kmsg);
+	return found;
+}
+
+/*
+ * Byte @x of pattern @seed: differs from byte to byte and from page to
+ * page, so a byte at the wrong offset shows.  scripts/report.py computes
+ * the same to check the memory BAR's backing file.
+ */
+static inline uint8_t pat(uint32_t seed, uint64_t x)
+{
+	uint64_t h = (x + 1) * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)seed << 32);
+
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return h >> 56;
+}
+
+/*
+ * Tells the host what to find in the memory BAR's backing file once the
+ * guest has stopped: @len bytes from BAR offset @off are pat(@seed, @x0 +
+ * i).  Nothing may write there afterwards, in any program.
+ */
+static inline void filecheck(uint64_t off, uint64_t len, uint32_t seed, uint64_t x0)
+{
+	dprintf(1, "### FILECHECK 0x%llx 0x%llx %u 0x%llx\n",
+		(unsigned long long)off, (unsigned long long)len, seed,
+		(unsigned long long)x0);
 }
 
 /*

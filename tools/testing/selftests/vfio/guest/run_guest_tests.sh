@@ -47,7 +47,8 @@ exporter=${1:-} importer=${2:-} exporter2=${3:-}
 [ -n "$mf0" ] && [ -n "$mf1" ] ||
 	say "ERROR expected a two-function pci-testdev, found '$mf0' '$mf1'"
 # ivshmem-plain (1af4:1110): BAR 2 is memory, exported; edu (1234:11e8):
-# the test importer's module drives its DMA engine (bound at insmod).
+# the test importer's module drives its DMA engine (bound at insmod), except
+# while vfio_dmabuf_iommufd runs, which drives it itself through vfio-pci.
 memdev="" dmadev=""
 for d in /sys/bus/pci/devices/*; do
 	case "$(cat "$d/vendor"):$(cat "$d/device")" in
@@ -87,6 +88,23 @@ kmemleak=/sys/kernel/debug/kmemleak
 [ -w $kmemleak ] && echo clear > $kmemleak
 refs_before=$(refcnts)
 
+# edu_driver DRIVER: binds edu to DRIVER, vfio-pci (by driver_override) or
+# the driver that claims it by its ID (the test importer's).
+edu_driver() {
+	local dev=/sys/bus/pci/devices/$dmadev
+
+	[ -n "$dmadev" ] || return 0
+	[ ! -e "$dev/driver" ] || echo "$dmadev" > "$dev/driver/unbind"
+	if [ "$1" = vfio-pci ]; then
+		echo vfio-pci > "$dev/driver_override"
+	else
+		echo > "$dev/driver_override"
+	fi
+	echo "$dmadev" > /sys/bus/pci/drivers_probe
+	[ -e "/sys/bus/pci/drivers/$1/$dmadev" ] ||
+		say "ERROR edu $dmadev did not bind to $1"
+}
+
 # run NAME [VAR=VALUE...]: runs program NAME (PROGRAM or PROGRAM@cdev) in
 # that environment, framed, and says how long it took.
 run() {
@@ -105,6 +123,8 @@ run() {
 # a no-IOMMU device no cdev: there the second run is one reported skip.
 # The fuzzer and the race stress exercise the same ioctls either way: their
 # cdev runs are shorter (a fifth of the calls, other seeds; half the time).
+# vfio_dmabuf_iommufd opens its devices through their cdevs only, and runs
+# once, with edu lent to vfio-pci; without an IOMMU it skips itself.
 cdev_skip=""
 [ -e "/sys/bus/pci/devices/$exporter/iommu" ] ||
 	cdev_skip="6.12 gives a no-IOMMU device no cdev (vfio_device_add in drivers/vfio/vfio.h)"
@@ -112,6 +132,12 @@ calls=${VFIO_DMABUF_FUZZ_CALLS:-100000} seed=${VFIO_DMABUF_FUZZ_SEED:-1}
 secs=${VFIO_DMABUF_STRESS_SECONDS:-10}
 tests=${TESTS:-$(ls "$art/tests")}
 for t in $tests; do
+	if [ "$t" = vfio_dmabuf_iommufd ]; then
+		edu_driver vfio-pci
+		run "$t"
+		edu_driver vfio_dmabuf_importer_edu
+		continue
+	fi
 	run "$t"
 	case $t in
 	vfio_dmabuf_demo|vfio_dmabuf_bench) continue ;;

@@ -12,9 +12,12 @@ that do not let go, a debug facility turning itself off, dropped printk
 messages, an allocation-failure dump, an IOMMU fault that no test announced
 with a "### EXPECT-IOMMU-FAULT TEXT" line) and must show that kmemleak and
 DMA-API debugging are on;
-the bytes vfio_dmabuf_data left in the memory-backed BAR ("### FILECHECK
-OFFSET LEN SEED X0" lines) must be in its backing file, SCENARIO.ivshmem,
-read here after the guest stopped.  With --expected (the test command passes
+the bytes vfio_dmabuf_data and vfio_dmabuf_iommufd left in the memory-backed
+BAR ("### FILECHECK OFFSET LEN SEED X0" lines) must be in its backing file,
+SCENARIO.ivshmem, read here after the guest stopped.  A program that skips
+itself whole ("1..0 # SKIP REASON", as kselftest does) is one skip named
+after it, as a program run the guest skipped ("### SKIP PROGRAM REASON").
+With --expected (the test command passes
 scripts/expected.txt), every program listed for the scenario must have run,
 every test case listed for the program must have a result and every
 result must be a listed test case, every skip must be listed with its
@@ -58,6 +61,7 @@ REQUIRED = {
 }
 RESULT = re.compile(r"^(ok|not ok) (\d+) ([^#]*?)\s*(#.*)?$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
+SKIP_ALL = re.compile(r"^1\.\.0\s*#\s*SKIP\s*(.*)$")
 
 passed = failed = skipped = 0
 checks_passed = checks_failed = 0
@@ -65,7 +69,7 @@ M64 = (1 << 64) - 1
 
 
 def pat(seed, x):
-    """Byte x of pattern seed: the same function as vfio_dmabuf_data.c."""
+    """Byte x of pattern seed: the same function as vfio_dmabuf_util.h."""
     h = (((x + 1) * 0x9E3779B97F4A7C15) & M64) ^ (seed << 32)
     h ^= h >> 29
     h = (h * 0xBF58476D1CE4E5B9) & M64
@@ -157,6 +161,7 @@ def judge(path, exp=None):
     prog, plan, results, done, splat_at = None, None, 0, False, []
     data_ran, checks = False, set()
     ran, seen_skips, names_of, skips_of, rc4 = set(), {}, {}, {}, set()
+    skipped_whole = set()
     announced = set()
     for i, raw in enumerate(lines):
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", raw)
@@ -192,6 +197,14 @@ def judge(path, exp=None):
         elif line.startswith("### ERROR"):
             emit(False, f"{scenario}: guest", line[10:])
         elif prog:
+            m = SKIP_ALL.match(line)
+            if m:
+                # the program skipped itself whole: one skip, its name
+                plan = 0
+                emit("skip", f"{scenario}: {prog}", m.group(1), case=True)
+                seen_skips[prog] = m.group(1).strip()
+                skipped_whole.add(prog)
+                continue
             m = PLAN.match(line)
             if m:
                 plan = int(m.group(1))
@@ -219,8 +232,8 @@ def judge(path, exp=None):
          "\n# ".join(lines[-15:]))
     if exp is not None:
         check_expected(scenario, exp, ran, seen_skips, names_of, skips_of, rc4)
-        check_cases(scenario, exp, ran, names_of)
-    if data_ran:
+        check_cases(scenario, exp, ran - skipped_whole, names_of)
+    if data_ran or checks:
         bad = check_file(path.removesuffix(".log") + ".ivshmem", checks) \
             if checks else "no FILECHECK line in the console"
         emit(not bad, f"{scenario}: the host finds the guest's DMA in the "
