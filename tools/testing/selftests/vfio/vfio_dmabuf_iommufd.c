@@ -602,6 +602,55 @@ static int udmabuf_create(void)
 }
 
 /*
+ * A memfd (QEMU's memfd guest RAM): the device reads what the CPU wrote into
+ * the file and writes into it, through a mapping of the whole file at a
+ * fixed IOVA and of part of it where the kernel chooses; a range past the
+ * file's end and a file that is not a memfd are EINVAL, and nothing is left
+ * mapped.
+ */
+TEST_F_TIMEOUT(iommufd, memfd_map, 120)
+{
+	uint64_t iova = IOVA_A, part = 0;
+	uint8_t bytes[XFER];
+	int mfd, pipefd[2], bad = 0;
+
+	mfd = memfd_create("vfio_dmabuf_iommufd", MFD_CLOEXEC);
+	ASSERT_GE(mfd, 0);
+	ASSERT_EQ(0, ftruncate(mfd, BUF_LEN));
+	for (int i = 0; i < XFER; i++)
+		bytes[i] = pat(21, i);
+	/* across a page boundary of the file */
+	ASSERT_EQ(XFER, pwrite(mfd, bytes, XFER, 2 * PAGE - XFER / 2));
+	ASSERT_EQ(0, map_file(self, mfd, 0, BUF_LEN, FIXED_RW, &iova));
+	EXPECT_EQ(0, dma_from(self, IOVA_A + 2 * PAGE - XFER / 2, 21));
+
+	ASSERT_EQ(0, dma_to(self, IOVA_A + 5 * PAGE + 0x80, 22));
+	ASSERT_EQ(XFER, pread(mfd, bytes, XFER, 5 * PAGE + 0x80));
+	for (int i = 0; i < XFER; i++)
+		bad += bytes[i] != pat(22, i);
+	EXPECT_EQ(0, bad);
+
+	/* pages 4..7 of the file, where the kernel chooses */
+	ASSERT_EQ(0, map_file(self, mfd, 4 * PAGE, 4 * PAGE, RW, &part));
+	EXPECT_EQ(0, part % PAGE);
+	EXPECT_EQ(0, dma_from(self, part + PAGE + 0x80, 22));
+
+	EXPECT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
+	EXPECT_EQ(4 * PAGE, ioas_unmap(self, part, 4 * PAGE));
+
+	iova = IOVA_C;
+	EXPECT_EQ(-EINVAL, map_file(self, mfd, 0, BUF_LEN + PAGE, FIXED_RW, &iova));
+	EXPECT_EQ(-EINVAL, map_file(self, mfd, BUF_LEN, PAGE, FIXED_RW, &iova));
+	ASSERT_EQ(0, pipe(pipefd));
+	EXPECT_EQ(-EINVAL, map_file(self, pipefd[0], 0, PAGE, FIXED_RW, &iova));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(mfd);
+
+	EXPECT_EQ(STAGE_LEN, ioas_unmap(self, 0, UINT64_MAX));
+}
+
+/*
  * Every refusal, each with one thing wrong, and nothing left behind: at
  * the end the IOAS holds only the staging pages.  The refused requests are
  * for a free IOVA: one wrongly granted fails only its own check here.
