@@ -34,21 +34,6 @@
 #include "vfio_dmabuf_util.h"
 #include "../kselftest_harness.h"
 
-/* Upstream's UAPI, binary-identical, for headers that lack it. */
-#ifndef IOMMU_IOAS_MAP_FILE
-struct iommu_ioas_map_file {
-	__u32 size;
-	__u32 flags;
-	__u32 ioas_id;
-	__s32 fd;
-	__aligned_u64 start;
-	__aligned_u64 length;
-	__aligned_u64 iova;
-};
-
-#define IOMMU_IOAS_MAP_FILE _IO(IOMMUFD_TYPE, 0x8f)
-#endif
-
 #define BAR 2
 #define BUF_LEN (16 * PAGE)		/* each test's buffer: 64 KiB */
 #define SLOT_LEN (32 * PAGE)		/* its BAR slot, with room around it */
