@@ -14,7 +14,8 @@
 #     logic; no pipeline that stops reading early;
 #   - the UAPI fragment in uapi/ is what the series adds to vfio.h;
 #   - the documentation page is valid reStructuredText (docutils);
-#   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ builds.
+#   - with CONFIG_VFIO_PCI_DMABUF and CONFIG_RUST off, drivers/vfio/ and
+#     iommufd build.
 # Expects the test config to be built (artifacts.sh) already.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -150,5 +151,5 @@ check "Documentation/driver-api/vfio-pci-dmabuf.rst parses without warnings" \
 docutils.core.publish_doctree(open(sys.argv[1]).read(), source_path=sys.argv[1],
 	settings_overrides={"report_level": 2, "halt_level": 2})' \
 	Documentation/driver-api/vfio-pci-dmabuf.rst
-check "drivers/vfio/ builds with CONFIG_VFIO_PCI_DMABUF=n, CONFIG_RUST=n" \
-	"$SELFTEST_DIR/scripts/build.sh" off drivers/vfio/
+check "drivers/vfio/ and iommufd build with CONFIG_VFIO_PCI_DMABUF=n, CONFIG_RUST=n" \
+	"$SELFTEST_DIR/scripts/build.sh" off drivers/vfio/ drivers/iommu/iommufd/
