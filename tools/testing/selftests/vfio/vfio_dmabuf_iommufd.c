@@ -14,11 +14,11 @@
  * in the backing file once the guest has stopped ("### FILECHECK").
  *
  * A revoked buffer (memory decode off, reset, device closed) is unmapped
- * from the IOAS's domains before the trigger returns: a DMA to its IOVA
- * faults in the IOMMU and leaves the BAR as it was.  The IOVA stays taken
- * until the user unmaps it, and nothing maps it again by itself: the user
- * maps the buffer again once it is usable (MAP_FILE of a revoked buffer is
- * ENODEV).
+ * from every domain of every IOAS that maps it (also through
+ * IOMMU_IOAS_COPY) before the trigger returns: a DMA to its IOVA faults in
+ * the IOMMU and leaves the BAR as it was.  The IOVA stays taken until the
+ * user unmaps it, and nothing maps it again by itself: the user maps the
+ * buffer again once it is usable (MAP_FILE of a revoked buffer is ENODEV).
  *
  * Needs VFIO_DMABUF_MEMDEV and VFIO_DMABUF_DMADEV (edu), both bound to
  * vfio-pci, and an IOMMU (6.12 gives a no-IOMMU device no cdev): see
@@ -48,6 +48,7 @@
 #define IOVA_LIMIT 0x10000000ULL	/* 2^28 */
 #define IOVA_STAGE 0x100000ULL		/* the staging pages */
 #define STAGE_LEN (2 * PAGE)
+#define IOVA_TAG 0x200000ULL		/* a page that tells IOASes apart */
 #define IOVA_A 0x1000000ULL		/* the buffers' fixed IOVA */
 #define IOVA_C 0x2000000ULL		/* the refused ones' */
 
@@ -201,32 +202,130 @@ static int map_file_cmd(int iommufd, struct iommu_ioas_map_file *cmd,
 }
 
 /*
- * Maps bytes [@start, @start + @len) of file @fd at *@iova, or where the
- * kernel chooses without IOMMU_IOAS_MAP_FIXED_IOVA (written to *@iova).
+ * Maps bytes [@start, @start + @len) of file @fd at *@iova of IOAS @ioas,
+ * or where the kernel chooses without IOMMU_IOAS_MAP_FIXED_IOVA (written to
+ * *@iova).
  */
-static int map_file(struct _test_data_iommufd *self, int fd, uint64_t start,
-		    uint64_t len, uint32_t flags, uint64_t *iova)
+static int map_file_in(struct _test_data_iommufd *self, uint32_t ioas, int fd,
+		       uint64_t start, uint64_t len, uint32_t flags,
+		       uint64_t *iova)
 {
 	struct iommu_ioas_map_file cmd = {
-		.size = sizeof(cmd), .flags = flags, .ioas_id = self->ioas,
+		.size = sizeof(cmd), .flags = flags, .ioas_id = ioas,
 		.fd = fd, .start = start, .length = len, .iova = *iova,
 	};
 
 	return map_file_cmd(self->iommufd, &cmd, iova);
 }
 
-/* IOMMU_IOAS_UNMAP: the bytes it unmapped, or -errno. */
-static int64_t ioas_unmap(struct _test_data_iommufd *self, uint64_t iova,
-			  uint64_t len)
+/* map_file_in() the fixture's IOAS. */
+static int map_file(struct _test_data_iommufd *self, int fd, uint64_t start,
+		    uint64_t len, uint32_t flags, uint64_t *iova)
+{
+	return map_file_in(self, self->ioas, fd, start, len, flags, iova);
+}
+
+/* IOMMU_IOAS_UNMAP in IOAS @ioas: the bytes it unmapped, or -errno. */
+static int64_t ioas_unmap_in(struct _test_data_iommufd *self, uint32_t ioas,
+			     uint64_t iova, uint64_t len)
 {
 	struct iommu_ioas_unmap cmd = {
-		.size = sizeof(cmd), .ioas_id = self->ioas,
+		.size = sizeof(cmd), .ioas_id = ioas,
 		.iova = iova, .length = len,
 	};
 
 	if (ioctl(self->iommufd, IOMMU_IOAS_UNMAP, &cmd))
 		return -errno;
 	return cmd.length;
+}
+
+/* ioas_unmap_in() the fixture's IOAS. */
+static int64_t ioas_unmap(struct _test_data_iommufd *self, uint64_t iova,
+			  uint64_t len)
+{
+	return ioas_unmap_in(self, self->ioas, iova, len);
+}
+
+/* A new IOAS, its ID in *@id: 0 or -errno. */
+static int ioas_alloc(struct _test_data_iommufd *self, uint32_t *id)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+
+	if (ioctl(self->iommufd, IOMMU_IOAS_ALLOC, &cmd))
+		return -errno;
+	*id = cmd.out_ioas_id;
+	return 0;
+}
+
+/* IOMMU_IOAS_MAP of @len bytes at @va to fixed IOVA @iova of @ioas. */
+static int ioas_map(struct _test_data_iommufd *self, uint32_t ioas, void *va,
+		    uint64_t len, uint64_t iova)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd), .flags = FIXED_RW, .ioas_id = ioas,
+		.user_va = (uintptr_t)va, .length = len, .iova = iova,
+	};
+
+	return ioctl(self->iommufd, IOMMU_IOAS_MAP, &cmd) ? -errno : 0;
+}
+
+/*
+ * IOMMU_IOAS_COPY of [@iova, @iova + @len) of IOAS @src to the same IOVAs
+ * of @dst: the areas there share the pages of those in @src.
+ */
+static int ioas_copy(struct _test_data_iommufd *self, uint32_t dst,
+		     uint32_t src, uint64_t iova, uint64_t len)
+{
+	struct iommu_ioas_copy cmd = {
+		.size = sizeof(cmd), .flags = FIXED_RW,
+		.dst_ioas_id = dst, .src_ioas_id = src,
+		.length = len, .dst_iova = iova, .src_iova = iova,
+	};
+
+	return ioctl(self->iommufd, IOMMU_IOAS_COPY, &cmd) ? -errno : 0;
+}
+
+/*
+ * IOMMU_HWPT_ALLOC: a domain of IOAS @ioas for edu, its ID in *@id; it
+ * stays in the IOAS until destroyed, with edu attached or not.
+ */
+static int hwpt_alloc(struct _test_data_iommufd *self, uint32_t ioas,
+		      uint32_t *id)
+{
+	struct iommu_hwpt_alloc cmd = {
+		.size = sizeof(cmd), .dev_id = self->edu.dev_id, .pt_id = ioas,
+		.data_type = IOMMU_HWPT_DATA_NONE,
+	};
+
+	if (ioctl(self->iommufd, IOMMU_HWPT_ALLOC, &cmd))
+		return -errno;
+	*id = cmd.out_hwpt_id;
+	return 0;
+}
+
+/* IOMMU_DESTROY of object @id: 0 or -errno. */
+static int obj_destroy(struct _test_data_iommufd *self, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+
+	return ioctl(self->iommufd, IOMMU_DESTROY, &cmd) ? -errno : 0;
+}
+
+/*
+ * edu attached to *@pt_id, an IOAS (a domain of iommufd's choice, its
+ * HWPT's ID written to *@pt_id) or a HWPT; an attachment edu has is
+ * replaced (vfio_iommufd_physical_attach_ioas()).  0 or -errno.
+ */
+static int edu_attach(struct _test_data_iommufd *self, uint32_t *pt_id)
+{
+	struct vfio_device_attach_iommufd_pt cmd = {
+		.argsz = sizeof(cmd), .pt_id = *pt_id,
+	};
+
+	if (ioctl(self->edu.fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &cmd))
+		return -errno;
+	*pt_id = cmd.pt_id;
+	return 0;
 }
 
 /* ---- edu's DMA engine ----------------------------------------------- */
@@ -451,6 +550,28 @@ TEST_F_TIMEOUT(iommufd, dmabuf_map_dma, 120)
 }
 
 /*
+ * The device writes pattern @seed at IOVA_A, which must fault in the IOMMU:
+ * the kernel logs the fault and the window stays as it was.
+ */
+static void __dma_faults(struct __test_metadata *_metadata,
+			 struct _test_data_iommufd *self,
+			 const struct window *w, uint32_t seed)
+{
+	char needle[96];
+	int kmsg, found;
+
+	ASSERT_EQ(0, edu_load(self, seed));
+	kmsg = iommu_fault_expect(self->dmadev, IOVA_A, needle, sizeof(needle));
+	ASSERT_GE(kmsg, 0);
+	ASSERT_EQ(0, edu_dma(self->regs, IOVA_A, XFER, 1));
+	found = iommu_fault_seen(kmsg, needle);
+	ASSERT_EQ(0, win_check(w, self->bar, 0));
+	ASSERT_TRUE(found);
+}
+
+#define dma_faults(w, seed) __dma_faults(_metadata, self, w, seed)
+
+/*
  * After a revocation: a DMA to the buffer's IOVA faults in the IOMMU and
  * leaves the BAR as it was, the IOVA is still taken (EEXIST) until it is
  * unmapped, and a new MAP_FILE moves data again.
@@ -460,16 +581,8 @@ static void __after_revoke(struct __test_metadata *_metadata,
 			   int buf)
 {
 	uint64_t iova = IOVA_A;
-	char needle[96];
-	int kmsg, found;
 
-	ASSERT_EQ(0, edu_load(self, 8));
-	kmsg = iommu_fault_expect(self->dmadev, IOVA_A, needle, sizeof(needle));
-	ASSERT_GE(kmsg, 0);
-	ASSERT_EQ(0, edu_dma(self->regs, IOVA_A, XFER, 1));
-	found = iommu_fault_seen(kmsg, needle);
-	ASSERT_EQ(0, win_check(w, self->bar, 0));
-	ASSERT_TRUE(found);
+	dma_faults(w, 8);
 
 	ASSERT_EQ(-EEXIST, map_file(self, buf, 0, BUF_LEN, FIXED_RW, &iova));
 	ASSERT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
@@ -560,6 +673,149 @@ TEST_F_TIMEOUT(iommufd, revoke_on_close, 120)
 	ASSERT_EQ(0, win_check(&w, self->bar, 0));
 	ASSERT_EQ(-ENODEV, map_file(self, buf, 0, BUF_LEN, RW, &iova));
 	close(buf);
+}
+
+/*
+ * dmar_fault() reports through one ratelimit state (10 messages in 5 s)
+ * and a lone fault takes three turns of it (the status, the record, the
+ * next record, found empty): a fourth fault within those 5 s goes
+ * unreported.  Waits until the next fault starts a new interval: three
+ * faults in a row are then reported.
+ */
+static void fault_pause(void)
+{
+	sleep(6);
+}
+
+/* The tag page of IOAS k (1, 2, 3) at IOVA_TAG: pattern TAG_SEED + k. */
+#define TAG_SEED 40
+
+/* edu moves to @pt_id, and reads IOAS @k's tag page there. */
+static void __edu_move(struct __test_metadata *_metadata,
+		       struct _test_data_iommufd *self, uint32_t pt_id, int k)
+{
+	ASSERT_EQ(0, edu_attach(self, &pt_id));
+	ASSERT_EQ(0, dma_from(self, IOVA_TAG, TAG_SEED + k));
+}
+
+#define edu_move(pt_id, k) __edu_move(_metadata, self, pt_id, k)
+
+/*
+ * One revocation reaches every mapping of the buffer: in the fixture's
+ * IOAS (IOAS1, MAP_FILE), in a second one holding a copy of that area
+ * (IOAS2, IOMMU_IOAS_COPY: the same pages) and in a third that maps the
+ * buffer itself (IOAS3: a second attachment).  Each IOAS has a domain
+ * through the revocation (IOAS1 ivshmem's, IOAS2 and IOAS3 one allocated
+ * for edu), and edu moves from one to another; a tag page at IOVA_TAG
+ * tells where it is.  Data moves through the buffer's IOVA in each before
+ * the revocation and faults in each after it.  Once the buffer is usable
+ * again, a new MAP_FILE in IOAS3 moves data there while IOAS2 (also in a
+ * domain made after the revocation) and IOAS1 still fault: nothing is
+ * mapped again by itself.  Then nothing but their HWPTs holds the two
+ * IOASes.
+ */
+TEST_F_TIMEOUT(iommufd, revoke_every_ioas, 180)
+{
+	uint32_t ioas2 = 0, ioas3 = 0, hwpt2 = 0, hwpt3 = 0, pt;
+	uint64_t iova = IOVA_A;
+	struct window w;
+	uint8_t *tags;
+	int buf;
+
+	tags = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, tags);
+	for (int k = 1; k <= 3; k++)
+		for (int i = 0; i < XFER; i++)
+			tags[(k - 1) * PAGE + i] = pat(TAG_SEED + k, i);
+
+	win_init(&w, self->bar, slot(self, 5), 30);
+	buf = buf_create(self, w.base);
+	ASSERT_GE(buf, 0);
+	ASSERT_EQ(0, map_file(self, buf, 0, BUF_LEN, FIXED_RW, &iova));
+	ASSERT_EQ(0, ioas_map(self, self->ioas, tags, PAGE, IOVA_TAG));
+
+	/* IOAS2: a domain, then copies of IOAS1's staging pages and buffer */
+	ASSERT_EQ(0, ioas_alloc(self, &ioas2));
+	ASSERT_EQ(0, hwpt_alloc(self, ioas2, &hwpt2));
+	ASSERT_EQ(0, ioas_map(self, ioas2, tags + PAGE, PAGE, IOVA_TAG));
+	ASSERT_EQ(0, ioas_copy(self, ioas2, self->ioas, IOVA_STAGE, STAGE_LEN));
+	ASSERT_EQ(0, ioas_copy(self, ioas2, self->ioas, IOVA_A, BUF_LEN));
+
+	/* IOAS3: the staging pages and the buffer mapped, then a domain */
+	ASSERT_EQ(0, ioas_alloc(self, &ioas3));
+	ASSERT_EQ(0, ioas_map(self, ioas3, tags + 2 * PAGE, PAGE, IOVA_TAG));
+	ASSERT_EQ(0, ioas_map(self, ioas3, self->stage, STAGE_LEN, IOVA_STAGE));
+	ASSERT_EQ(0, map_file_in(self, ioas3, buf, 0, BUF_LEN, FIXED_RW, &iova));
+	ASSERT_EQ(0, hwpt_alloc(self, ioas3, &hwpt3));
+
+	/* from each IOAS edu reads what it wrote from the last, and writes */
+	edu_move(self->ioas, 1);
+	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 31));
+	win_dma_wrote(&w, OFF_CROSS, 31);
+	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	edu_move(hwpt2, 2);
+	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_CROSS, 31));
+	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_MID, 32));
+	win_dma_wrote(&w, OFF_MID, 32);
+	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	edu_move(hwpt3, 3);
+	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_MID, 32));
+	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_END, 33));
+	win_dma_wrote(&w, OFF_END, 33);
+	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+
+	/* one revocation, with edu in IOAS3 */
+	fault_pause();
+	ASSERT_EQ(0, vdev_set_memory(&self->mem, 0));
+	iova = IOVA_C;
+	ASSERT_EQ(-ENODEV, map_file_in(self, ioas2, buf, 0, BUF_LEN, FIXED_RW, &iova));
+	ASSERT_EQ(0, vdev_set_memory(&self->mem, 1));
+	/* it reached the domain of each IOAS */
+	dma_faults(&w, 34);
+	edu_move(hwpt2, 2);
+	dma_faults(&w, 35);
+	edu_move(self->ioas, 1);
+	dma_faults(&w, 36);
+
+	/* usable again: mapped again in IOAS3, it moves data there */
+	iova = IOVA_A;
+	ASSERT_EQ(-EEXIST, map_file_in(self, ioas3, buf, 0, BUF_LEN, FIXED_RW, &iova));
+	ASSERT_EQ(BUF_LEN, ioas_unmap_in(self, ioas3, IOVA_A, BUF_LEN));
+	ASSERT_EQ(0, map_file_in(self, ioas3, buf, 0, BUF_LEN, FIXED_RW, &iova));
+	edu_move(hwpt3, 3);
+	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_END, 33));
+	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 37));
+	win_dma_wrote(&w, OFF_CROSS, 37);
+	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+
+	/* and nowhere else, also not in a domain of IOAS2 made now */
+	fault_pause();
+	edu_move(hwpt2, 2);
+	dma_faults(&w, 38);
+	pt = ioas2;
+	ASSERT_EQ(0, edu_attach(self, &pt));
+	ASSERT_NE(hwpt2, pt);
+	ASSERT_EQ(0, dma_from(self, IOVA_TAG, TAG_SEED + 2));
+	dma_faults(&w, 39);
+	edu_move(self->ioas, 1);
+	dma_faults(&w, 40);
+
+	EXPECT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
+	EXPECT_EQ(PAGE, ioas_unmap(self, IOVA_TAG, PAGE));
+	EXPECT_EQ(PAGE + STAGE_LEN + BUF_LEN,
+		  ioas_unmap_in(self, ioas2, 0, UINT64_MAX));
+	EXPECT_EQ(PAGE + STAGE_LEN + BUF_LEN,
+		  ioas_unmap_in(self, ioas3, 0, UINT64_MAX));
+	/* IOAS2's new domain went with edu: only its HWPT holds each IOAS */
+	EXPECT_EQ(-EBUSY, obj_destroy(self, ioas2));
+	EXPECT_EQ(0, obj_destroy(self, hwpt2));
+	EXPECT_EQ(0, obj_destroy(self, hwpt3));
+	EXPECT_EQ(0, obj_destroy(self, ioas2));
+	EXPECT_EQ(0, obj_destroy(self, ioas3));
+	close(buf);
+	munmap(tags, 3 * PAGE);
+	EXPECT_EQ(0, win_check(&w, self->bar, 0));
 }
 
 /* A udmabuf of two pages of a sealed memfd: its fd, or -errno. */

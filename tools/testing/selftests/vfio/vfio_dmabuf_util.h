@@ -65,6 +65,7 @@ static struct vgroup vgroups[8];
 struct vdev {
 	int container, group, fd;	/* container and group: shared */
 	int iommufd;			/* cdev: the process's iommufd */
+	uint32_t dev_id;		/* cdev: its iommufd device ID */
 	struct vgroup *vg;
 	char bdf[32];
 	uint64_t cfg_offset;		/* config space region offset */
@@ -266,6 +267,7 @@ static inline int vdev_open_cdev(struct vdev *d, const char *bdf)
 	bind.iommufd = d->iommufd;
 	if (ioctl(d->fd, VFIO_DEVICE_BIND_IOMMUFD, &bind))
 		return -errno;
+	d->dev_id = bind.out_devid;
 	attach.pt_id = viommufd.ioas;
 	return ioctl(d->fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) ? -errno : 0;
 }
