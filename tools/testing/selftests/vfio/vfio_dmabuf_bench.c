@@ -646,7 +646,8 @@ static void map_file_vs_type1(const char *bdf)
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu", bdf);
 	if (access(path, F_OK)) {
-		printf("\n## IOMMU_IOAS_MAP_FILE vs type1: not measured, no IOMMU translates the device here\n");
+		printf("\n## IOMMU_IOAS_MAP_FILE vs type1: %s\n",
+		       "not measured, no IOMMU translates the device here");
 		return;
 	}
 	e = vdev_open(d, bdf);
@@ -714,8 +715,8 @@ static void map_file_vs_type1(const char *bdf)
 	if (failed_checks)
 		return;
 
-	printf("\n## Giving a device the whole BAR (%llu MiB): type1 vs IOMMU_IOAS_MAP_FILE, %d runs\n",
-	       (unsigned long long)(len >> 20), reps);
+	printf("\n## Giving a device the whole BAR (%llu MiB): %s, %d runs\n",
+	       (unsigned long long)(len >> 20), "type1 vs IOMMU_IOAS_MAP_FILE", reps);
 	printf("| way | map median (ms) | unmap median (ms) |\n|---|---|---|\n");
 	printf("| VFIO_IOMMU_MAP_DMA of the BAR's mmap (type1) | %.3f | %.3f |\n",
 	       stats(t1, reps).med * 1e3, stats(t1u, reps).med * 1e3);
