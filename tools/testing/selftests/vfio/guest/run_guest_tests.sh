@@ -125,6 +125,8 @@ run() {
 # cdev runs are shorter (a fifth of the calls, other seeds; half the time).
 # vfio_dmabuf_iommufd opens its devices through their cdevs only, and runs
 # once, with edu lent to vfio-pci; without an IOMMU it skips itself.
+# vfio_dmabuf_qemu (guest/vfio_dmabuf_qemu.sh) runs once: the QEMU it
+# starts opens the device both ways itself.
 cdev_skip=""
 [ -e "/sys/bus/pci/devices/$exporter/iommu" ] ||
 	cdev_skip="6.12 gives a no-IOMMU device no cdev (vfio_device_add in drivers/vfio/vfio.h)"
@@ -140,7 +142,7 @@ for t in $tests; do
 	fi
 	run "$t"
 	case $t in
-	vfio_dmabuf_demo|vfio_dmabuf_bench) continue ;;
+	vfio_dmabuf_demo|vfio_dmabuf_bench|vfio_dmabuf_qemu) continue ;;
 	esac
 	if [ -n "$cdev_skip" ]; then
 		say "SKIP $t@cdev $cdev_skip"

@@ -28,6 +28,11 @@ done
 make -s -C "$TREE/tools/testing/selftests/vfio" OUTPUT="$ART.new/tests" \
 	KHDR_INCLUDES="-isystem $OUT/usr/include" CC=gcc LLVM= TEST_GEN_MODS_DIR= >&2
 rm -f "$ART.new/tests"/*.o
+# The QEMU client test (a script) and QEMU 11's root, fetched once
+# (qemu_client.sh): vm.sh boots the guest that runs it from
+# initramfs-qemu11.cpio.gz, the initramfs with the root appended as /qemu11.
+cp "$SELFTEST_DIR/guest/vfio_dmabuf_qemu.sh" "$ART.new/tests/vfio_dmabuf_qemu"
+qemu11=$("$SELFTEST_DIR/scripts/qemu_client.sh" cpio)
 
 log "packing the initramfs"
 root=$ART.new/initramfs
@@ -37,6 +42,7 @@ cp "$SELFTEST_DIR/guest/init.sh" "$root/init"
 cp "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
 cp -r "$ART.new/modules" "$ART.new/tests" "$root/artifacts/"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$ART.new/initramfs.cpio.gz"
+cat "$ART.new/initramfs.cpio.gz" "$qemu11" > "$ART.new/initramfs-qemu11.cpio.gz"
 rm -rf "$root"
 cp "$OUT/arch/x86/boot/bzImage" "$ART.new/"
 rm -rf "$ART" && mv "$ART.new" "$ART"

@@ -7,7 +7,7 @@ set -euo pipefail
 
 DEBS=(rustc-web rust-web-src rust-web-clippy rustfmt-web cargo-web clang lld llvm
       flex bison bc libelf-dev libssl-dev cpio kmod git rsync python3 python3-docutils
-      qemu-system-x86 busybox-static xz-utils make gcc libc6-dev)
+      qemu-system-x86 busybox-static xz-utils make gcc libc6-dev binutils)
 
 deb_installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 
@@ -19,6 +19,13 @@ done
 # linux-source-6.12, the newest in the archive when there is none.
 if [ -z "${KDIR:-}" ] && [ -z "$BASE_PIN" ] && ! deb_installed linux-source-6.12; then
 	missing+=(linux-source-6.12)
+fi
+# qemu_client.sh verifies trixie's archive with the host's keyring: it has
+# trixie's keys since 2023.3+deb12u2 (a bookworm point release).
+if ! dpkg --compare-versions \
+		"$(dpkg-query -W -f='${Version}' debian-archive-keyring 2>/dev/null)" \
+		ge 2023.3+deb12u2; then
+	missing+=(debian-archive-keyring)
 fi
 
 apt_install() {
@@ -57,6 +64,12 @@ if ! [ -x "$TOOLS/bin/cargo-fuzz" ] ||
 	log "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS"
 	ticking "installing cargo-fuzz" /usr/bin/cargo install --locked --quiet \
 		--root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
+# Debian's QEMU 11 for the QEMU client test, fetched once into the cache.
+if ! "$SELFTEST_DIR/scripts/qemu_client.sh" present; then
+	installed=$((installed + 1))
+	"$SELFTEST_DIR/scripts/qemu_client.sh" root > /dev/null
 fi
 
 [ "$installed" -gt 0 ] || log "set-up: everything present"

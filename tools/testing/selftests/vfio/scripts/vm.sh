@@ -119,18 +119,30 @@ rootport-refused)
 	die "unknown scenario $scenario" ;;
 esac
 
+# The QEMU client test (guest/vfio_dmabuf_qemu.sh) runs Debian's QEMU 11,
+# whose root (scripts/qemu_client.sh: 67 MB, 20 MB compressed) is appended
+# to the initramfs only where it runs, and only when it is to run (a vng
+# guest reads it from the cache).
+initrd=$art/initramfs.cpio.gz qemu11=/nonexistent
+case "$scenario,${tests:-vfio_dmabuf_qemu}" in
+rootport-iommu,*vfio_dmabuf_qemu*)
+	qemu11=$CACHE/qemu11/qemu11
+	[ ! -f "$art/initramfs-qemu11.cpio.gz" ] || initrd=$art/initramfs-qemu11.cpio.gz ;;
+esac
+
 mkdir -p "$(dirname "$logf")"
 shm=${logf%.log}.ivshmem
 rm -f "$shm" && truncate -s 8G "$shm"
 devs+=(-object "memory-backend-file,id=shm,mem-path=$shm,size=8G,share=on")
 if [ $vng = 1 ]; then
 	command -v vng >/dev/null || die "virtme-ng is not installed: pip install virtme-ng"
+	run=$SELFTEST_DIR/guest/run_guest_tests.sh
 	# vng's own machine is q35; our -cpu comes last and wins.
 	TESTS=$tests timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 		vng --disable-kvm --verbose --run "$art/bzImage" --memory 2G --cpus 2 \
 		--append "loglevel=7 kmemleak=on $common $extra" \
 		--qemu-opts="-cpu $cpu ${devs[*]}" \
-		--exec "$SELFTEST_DIR/guest/run_guest_tests.sh $art $scenario $path" \
+		--exec "env VFIO_DMABUF_QEMU=$qemu11 $run $art $scenario $path" \
 		</dev/null >"$logf" 2>&1 || true
 	exit 0
 fi
@@ -157,5 +169,5 @@ trap 'kill $ticker 2>/dev/null || true' EXIT
 timeout --foreground -k 10 "${VM_TIMEOUT:-900}" \
 	qemu-system-x86_64 -M "$machine" -accel "$tcg" -cpu "$cpu" -smp 2 -m 2G \
 	-nographic -no-reboot -nodefaults -serial stdio \
-	-kernel "$art/bzImage" -initrd "$art/initramfs.cpio.gz" \
+	-kernel "$art/bzImage" -initrd "$initrd" \
 	-append "$append" "${devs[@]}" "${mon[@]}" </dev/null >"$logf" 2>&1 || true
