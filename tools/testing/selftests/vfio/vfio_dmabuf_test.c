@@ -1171,13 +1171,21 @@ TEST_F(dmabuf, fault_injection)
 {
 	struct vfio_region_dma_range r[64], m[64];
 	int refs = core_refcnt(), next_fd, buf, imp, n, ret, injected = 0;
-	int refused = 0;
+	int refused = 0, sweeps = 0;
 
 	if (fault_injection_setup() || fail_nth(0))
 		SKIP(return, "no fault injection (failslab, page alloc, debugfs, stack filter)");
 	page_ranges(r, 64, 0, 2);
 	next_fd = dup(0);
 	close(next_fd);
+	/*
+	 * Which allocations a sweep fails depends on the caches' state: one
+	 * whose every failure the kernel absorbed (seen once in 2026-12-04's
+	 * rootport-noiommu run: 15 failed, 0 refused) is followed by another,
+	 * up to three.
+	 */
+sweep:
+	sweeps++;
 	for (n = 1; n < 1000; n++) {
 		ASSERT_EQ(0, fail_nth(n));
 		ret = dmabuf_create(self->d.fd, BAR, 64, r);
@@ -1203,6 +1211,8 @@ TEST_F(dmabuf, fault_injection)
 	ASSERT_LT(n, 1000);
 	TH_LOG("create: %d allocations failed in turn, %d refused the request",
 	       injected, refused);
+	if (!refused && sweeps < 3)
+		goto sweep;
 	/* the injection reached the exporter's own allocations */
 	ASSERT_GT(refused, 0);
 

@@ -67,7 +67,7 @@ skip_all() {
 		"to rootport-iommu's initramfs only"
 
 echo "1..5"
-version=$("$q/qemu" --version | head -n 1)
+version=$("$q/qemu" --version | sed -n 1p)
 dir=/tmp/vfio_dmabuf_qemu
 rm -rf "$dir" && mkdir -p "$dir"
 n=0 failed=0
@@ -230,7 +230,7 @@ elif [ "$(lines "$map_ok")" -lt 1 ]; then
 	why="no map_file of BAR 2 at $addr with result 0"
 elif grep -q 'iommufd_backend_map_file_dma .*(-[0-9]*)$' "$trace"; then
 	why="a map_file failed"
-elif warnings "$dir/iommufd.err" | grep -q .; then
+elif warnings "$dir/iommufd.err" | grep . >/dev/null; then
 	why="QEMU warned"
 else
 	ok=1
@@ -274,16 +274,17 @@ awk '/: (map|unmap): / { if (ev) print ev; ev = ($0 ~ /: map:/ ? "map" : "unmap"
 kaddr=$(printf '0x%x' $((addr)) 2> /dev/null)
 ok=0 why=""
 # mapped, unmapped, mapped again, nothing failed
-if ! echo "$order" | grep -q '^map_file_dma(0) .*unmap_dma(0) .*map_file_dma(0) $' ||
-		echo "$order" | grep -q '(-'; then
+if ! echo "$order" | grep '^map_file_dma(0) .*unmap_dma(0) .*map_file_dma(0) $' >/dev/null ||
+		echo "$order" | grep '(-' >/dev/null; then
 	why="QEMU's calls for BAR 2: $order"
 elif [ "$addr2" != "$addr" ]; then
 	why="BAR 2 moved from $addr to $addr2"
 # the kernel: mapped, unmapped by the revocation, mapped again
-elif ! sed -n 1p "$dir/events" | grep -q "^map $kaddr " ||
-		! sed -n 2p "$dir/events" | grep -q \
-			"^unmap $kaddr .*iopt_dmabuf_revoke dma_buf_move_notify .*vfio_pci" ||
-		! sed -n 3p "$dir/events" | grep -q "^map $kaddr "; then
+elif ! sed -n 1p "$dir/events" | grep "^map $kaddr " >/dev/null ||
+		! sed -n 2p "$dir/events" | grep \
+			"^unmap $kaddr .*iopt_dmabuf_revoke dma_buf_move_notify .*vfio_pci" \
+			>/dev/null ||
+		! sed -n 3p "$dir/events" | grep "^map $kaddr " >/dev/null; then
 	why="the kernel did not map $kaddr, unmap it by the exporter's revocation, map it again"
 else
 	ok=1
@@ -296,9 +297,9 @@ if [ "$qrc" != 0 ]; then
 elif [ "$after" != "$before" ]; then
 	why="dma-bufs: $before before QEMU, $after after"
 	comment < $bufinfo
-elif ! tail -n 1 "$dir/events" | grep -q "^unmap $kaddr "; then
+elif ! tail -n 1 "$dir/events" | grep "^unmap $kaddr " >/dev/null; then
 	why="the IOMMU still maps $kaddr"
-elif warnings "$dir/iommufd.err" | grep -q .; then
+elif warnings "$dir/iommufd.err" | grep . >/dev/null; then
 	why="QEMU warned"
 else
 	ok=1
