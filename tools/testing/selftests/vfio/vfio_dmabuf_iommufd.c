@@ -494,6 +494,7 @@ static uint64_t win_check(const struct window *w, const uint8_t *bar,
 #define OFF_CROSS (6 * PAGE - 1024)
 #define OFF_MID (12 * PAGE + 0x80)
 #define OFF_END (BUF_LEN - XFER)
+#define OFF_PART (8 * PAGE)
 
 /* A one-range buffer of BUF_LEN bytes at @base in the BAR: its fd. */
 static int buf_create(struct _test_data_iommufd *self, uint64_t base)
@@ -510,7 +511,7 @@ static int buf_create(struct _test_data_iommufd *self, uint64_t base)
  */
 TEST_F_TIMEOUT(iommufd, dmabuf_map_dma, 120)
 {
-	uint64_t iova = IOVA_A, b = 0;
+	uint64_t iova = IOVA_A, b = 0, c = 0;
 	struct window w;
 	int buf;
 
@@ -541,6 +542,17 @@ TEST_F_TIMEOUT(iommufd, dmabuf_map_dma, 120)
 	/* both IOVAs are the same bytes */
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_END, 4));
 	ASSERT_EQ(0, dma_from(self, b + OFF_CROSS, 2));
+
+	/*
+	 * Part of the buffer, from a page past its start, as QEMU maps the
+	 * parts of a BAR around a hole (start = the offset in the BAR)
+	 */
+	ASSERT_EQ(0, map_file(self, buf, OFF_PART, 4 * PAGE, RW, &c));
+	ASSERT_EQ(0, dma_to(self, c + PAGE + 0x100, 5));
+	win_dma_wrote(&w, OFF_PART + PAGE + 0x100, 5);
+	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_PART + PAGE + 0x100, 5));
+	ASSERT_EQ(4 * PAGE, ioas_unmap(self, c, 4 * PAGE));
 
 	ASSERT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
 	ASSERT_EQ(BUF_LEN, ioas_unmap(self, b, BUF_LEN));
