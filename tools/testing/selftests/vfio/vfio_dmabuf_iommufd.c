@@ -497,6 +497,21 @@ static uint64_t win_check(const struct window *w, const uint8_t *bar,
 #define OFF_PART (8 * PAGE)
 
 /* A one-range buffer of BUF_LEN bytes at @base in the BAR: its fd. */
+/*
+ * The device writes pattern @seed at @iova + @off, where the buffer's byte
+ * @off is mapped: the window shows it, and nothing else changed.
+ */
+static void __dma_write(struct __test_metadata *_metadata,
+			struct _test_data_iommufd *self, struct window *w,
+			uint64_t iova, uint64_t off, uint32_t seed)
+{
+	ASSERT_EQ(0, dma_to(self, iova + off, seed));
+	win_dma_wrote(w, off, seed);
+	ASSERT_EQ(0, win_check(w, self->bar, 0));
+}
+
+#define dma_write(w, iova, off, seed) __dma_write(_metadata, self, w, iova, off, seed)
+
 static int buf_create(struct _test_data_iommufd *self, uint64_t base)
 {
 	struct vfio_region_dma_range r = { base, BUF_LEN };
@@ -522,9 +537,7 @@ TEST_F_TIMEOUT(iommufd, dmabuf_map_dma, 120)
 	ASSERT_EQ(IOVA_A, iova);
 
 	/* the device writes the buffer */
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 2));
-	win_dma_wrote(&w, OFF_CROSS, 2);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, IOVA_A, OFF_CROSS, 2);
 	/* and reads it */
 	win_cpu_write(&w, self->bar, OFF_MID, XFER, 3);
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_MID, 3));
@@ -536,9 +549,7 @@ TEST_F_TIMEOUT(iommufd, dmabuf_map_dma, 120)
 	ASSERT_LE(b + BUF_LEN, IOVA_LIMIT);
 	ASSERT_TRUE(b + BUF_LEN <= IOVA_A || b >= IOVA_A + BUF_LEN);
 	ASSERT_TRUE(b + BUF_LEN <= IOVA_STAGE || b >= IOVA_STAGE + STAGE_LEN);
-	ASSERT_EQ(0, dma_to(self, b + OFF_END, 4));
-	win_dma_wrote(&w, OFF_END, 4);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, b, OFF_END, 4);
 	/* both IOVAs are the same bytes */
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_END, 4));
 	ASSERT_EQ(0, dma_from(self, b + OFF_CROSS, 2));
@@ -599,9 +610,7 @@ static void __after_revoke(struct __test_metadata *_metadata,
 	ASSERT_EQ(-EEXIST, map_file(self, buf, 0, BUF_LEN, FIXED_RW, &iova));
 	ASSERT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
 	ASSERT_EQ(0, map_file(self, buf, 0, BUF_LEN, FIXED_RW, &iova));
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_MID, 9));
-	win_dma_wrote(w, OFF_MID, 9);
-	ASSERT_EQ(0, win_check(w, self->bar, 0));
+	dma_write(w, IOVA_A, OFF_MID, 9);
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_CROSS, 7));
 	ASSERT_EQ(BUF_LEN, ioas_unmap(self, IOVA_A, BUF_LEN));
 }
@@ -619,9 +628,7 @@ static int __map_and_write(struct __test_metadata *_metadata,
 	buf = buf_create(self, w->base);
 	ASSERT_GE(buf, 0);
 	ASSERT_EQ(0, map_file(self, buf, 0, BUF_LEN, FIXED_RW, &iova));
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 7));
-	win_dma_wrote(w, OFF_CROSS, 7);
-	ASSERT_EQ(0, win_check(w, self->bar, 0));
+	dma_write(w, IOVA_A, OFF_CROSS, 7);
 	return buf;
 }
 
@@ -763,19 +770,13 @@ TEST_F_TIMEOUT(iommufd, revoke_every_ioas, 180)
 
 	/* from each IOAS edu reads what it wrote from the last, and writes */
 	edu_move(self->ioas, 1);
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 31));
-	win_dma_wrote(&w, OFF_CROSS, 31);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, IOVA_A, OFF_CROSS, 31);
 	edu_move(hwpt2, 2);
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_CROSS, 31));
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_MID, 32));
-	win_dma_wrote(&w, OFF_MID, 32);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, IOVA_A, OFF_MID, 32);
 	edu_move(hwpt3, 3);
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_MID, 32));
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_END, 33));
-	win_dma_wrote(&w, OFF_END, 33);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, IOVA_A, OFF_END, 33);
 
 	/* one revocation, with edu in IOAS3 */
 	fault_pause();
@@ -797,9 +798,7 @@ TEST_F_TIMEOUT(iommufd, revoke_every_ioas, 180)
 	ASSERT_EQ(0, map_file_in(self, ioas3, buf, 0, BUF_LEN, FIXED_RW, &iova));
 	edu_move(hwpt3, 3);
 	ASSERT_EQ(0, dma_from(self, IOVA_A + OFF_END, 33));
-	ASSERT_EQ(0, dma_to(self, IOVA_A + OFF_CROSS, 37));
-	win_dma_wrote(&w, OFF_CROSS, 37);
-	ASSERT_EQ(0, win_check(&w, self->bar, 0));
+	dma_write(&w, IOVA_A, OFF_CROSS, 37);
 
 	/* and nowhere else, also not in a domain of IOAS2 made now */
 	fault_pause();

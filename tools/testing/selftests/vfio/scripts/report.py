@@ -163,6 +163,12 @@ def judge(path, exp=None):
     ran, seen_skips, names_of, skips_of, rc4 = set(), {}, {}, {}, set()
     skipped_whole = set()
     announced = set()
+
+    def skip_whole(what, why):
+        """A program run skipped whole: one skip, named after it."""
+        emit("skip", f"{scenario}: {what}", why, case=True)
+        seen_skips[what] = why.strip()
+
     for i, raw in enumerate(lines):
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", raw)
         fault = IOMMU_FAULT.search(line)
@@ -190,8 +196,7 @@ def judge(path, exp=None):
         elif line.startswith("### SKIP "):
             # a program run the guest skipped whole: "### SKIP PROG REASON"
             _, _, what, why = line.split(" ", 3)
-            emit("skip", f"{scenario}: {what}", why, case=True)
-            seen_skips[what] = why
+            skip_whole(what, why)
         elif line == "### DONE":
             done = True
         elif line.startswith("### ERROR"):
@@ -201,8 +206,7 @@ def judge(path, exp=None):
             if m:
                 # the program skipped itself whole: one skip, its name
                 plan = 0
-                emit("skip", f"{scenario}: {prog}", m.group(1), case=True)
-                seen_skips[prog] = m.group(1).strip()
+                skip_whole(prog, m.group(1))
                 skipped_whole.add(prog)
                 continue
             m = PLAN.match(line)
