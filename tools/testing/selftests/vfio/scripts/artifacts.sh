@@ -22,6 +22,8 @@ cp "$imp/vfio_dmabuf_importer.ko" "$ART.new/modules/"
 for m in virt/lib/irqbypass drivers/vfio/pci/vfio-pci-core drivers/vfio/pci/vfio-pci; do
 	cp "$OUT/$m.ko" "$ART.new/modules/"
 done
+# what the guest loads, in this order (guest/run_guest_tests.sh)
+echo irqbypass vfio-pci-core vfio-pci vfio_dmabuf_importer > "$ART.new/modules/load"
 # lockups on demand for scripts/inject.sh (test config only)
 [ ! -f "$OUT/lib/test_lockup.ko" ] || cp "$OUT/lib/test_lockup.ko" "$ART.new/modules/"
 # The module is built above with the kernel's toolchain: not again here.
@@ -35,15 +37,8 @@ cp "$SELFTEST_DIR/guest/vfio_dmabuf_qemu.sh" "$ART.new/tests/vfio_dmabuf_qemu"
 qemu11=$("$SELFTEST_DIR/scripts/qemu_client.sh" cpio)
 
 log "packing the initramfs"
-root=$ART.new/initramfs
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,artifacts}
-cp /bin/busybox "$root/bin/busybox"
-cp "$SELFTEST_DIR/guest/init.sh" "$root/init"
-cp "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
-cp -r "$ART.new/modules" "$ART.new/tests" "$root/artifacts/"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$ART.new/initramfs.cpio.gz"
+pack_initramfs "$ART.new/initramfs" "$ART.new"
 cat "$ART.new/initramfs.cpio.gz" "$qemu11" > "$ART.new/initramfs-qemu11.cpio.gz"
-rm -rf "$root"
 cp "$OUT/arch/x86/boot/bzImage" "$ART.new/"
 rm -rf "$ART" && mv "$ART.new" "$ART"
 echo "$ART"

@@ -226,3 +226,71 @@ bisect_state() {
 	echo "$(git -C "$1" rev-parse "$2^{tree}")" \
 		"$(config_fragment "$SELFTEST_DIR/configs/bench.config" | sha1sum | cut -c1-40)"
 }
+
+# Debian trixie and trixie-backports, for what the test command takes from
+# a newer Debian than the host's: QEMU 11 (qemu_client.sh) and upstream
+# Linux as the oracle (oracle.sh).  apt runs with its own configuration,
+# lists, cache and an empty dpkg status under a directory of the cache
+# (APT_CONFIG, so that the host's apt.conf.d and its hooks are not read),
+# from deb.debian.org, verified with the host's debian-archive-keyring
+# (trixie's keys since 2023.3+deb12u2; setup.sh installs that).  Nothing
+# of the host's apt state is used or changed.
+TRIXIE_SUITE=trixie-backports
+TRIXIE_MIRROR=http://deb.debian.org/debian
+TRIXIE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+
+# trixie_apt_setup DIR: that apt configuration, its state and an empty dpkg
+# status, under DIR, and its package lists (apt-get update).
+trixie_apt_setup() {
+	local a=$1
+	mkdir -p "$a"/etc/{apt.conf.d,preferences.d,trusted.gpg.d} \
+		"$a"/state/lists/partial "$a"/cache/archives/partial
+	: > "$a/state/status"
+	: > "$a/etc/apt.conf.main"
+	printf 'deb [signed-by=%s] %s %s main\n' \
+		"$TRIXIE_KEYRING" "$TRIXIE_MIRROR" "$TRIXIE_SUITE" \
+		"$TRIXIE_KEYRING" "$TRIXIE_MIRROR" trixie > "$a/etc/sources.list"
+	cat > "$a/apt.conf" <<-EOC
+	Dir::State "$a/state";
+	Dir::State::status "$a/state/status";
+	Dir::Cache "$a/cache";
+	Dir::Etc::SourceList "$a/etc/sources.list";
+	Dir::Etc::SourceParts "/dev/null";
+	Dir::Etc::Parts "$a/etc/apt.conf.d";
+	Dir::Etc::Main "$a/etc/apt.conf.main";
+	Dir::Etc::Preferences "$a/etc/preferences";
+	Dir::Etc::PreferencesParts "$a/etc/preferences.d";
+	Dir::Etc::TrustedParts "$a/etc/trusted.gpg.d";
+	Dir::Etc::Trusted "$a/etc/trusted.gpg";
+	APT::Architecture "amd64";
+	APT::Architectures { "amd64"; };
+	Acquire::Languages "none";
+	APT::Sandbox::User "$(id -un)";
+	EOC
+	trixie_apt "$a" apt-get update -q > "$a/update.log" 2>&1 || {
+		sed 's/^/    /' "$a/update.log" >&2
+		die "apt-get update of $TRIXIE_SUITE failed (above): NO_PUBKEY means" \
+		    "debian-archive-keyring older than 2023.3+deb12u2 (scripts/setup.sh" \
+		    "installs a newer one)"
+	}
+}
+
+# trixie_apt DIR CMD...: CMD (apt-get, apt-cache) with DIR's configuration.
+trixie_apt() {
+	local a=$1
+	shift
+	APT_CONFIG=$a/apt.conf "$@"
+}
+
+# pack_initramfs ROOT ART: the busybox test initramfs for ROOT/artifacts
+# (ART's modules/ and tests/) into ART/initramfs.cpio.gz.
+pack_initramfs() {
+	local root=$1 art=$2
+	mkdir -p "$root"/{bin,dev,proc,sys,tmp,artifacts}
+	cp /bin/busybox "$root/bin/busybox"
+	cp "$SELFTEST_DIR/guest/init.sh" "$root/init"
+	cp "$SELFTEST_DIR/guest/run_guest_tests.sh" "$root/"
+	cp -r "$art/modules" "$art/tests" "$root/artifacts/"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$art/initramfs.cpio.gz"
+	rm -rf "$root"
+}

@@ -13,12 +13,8 @@
 #         it to a copy of the guest's initramfs)
 #   present  succeed when the root is there (no fetch, no output)
 #
-# Nothing of the host's apt state is used or changed: apt runs with its own
-# configuration, lists, cache and an empty dpkg status under
-# $CACHE/qemu11/apt (APT_CONFIG, so that the host's apt.conf.d and its hooks
-# are not read), from deb.debian.org, verified with the host's
-# debian-archive-keyring (trixie's keys since 2023.3+deb12u2; setup.sh
-# installs that).  The dependency closure (apt-get install --print-uris
+# apt runs as lib.sh's trixie_apt_setup says, under $CACHE/qemu11/apt.
+# The dependency closure (apt-get install --print-uris
 # against the empty status) is downloaded with apt-get download into
 # $CACHE/qemu11/debs, unpacked with dpkg-deb -x, and what QEMU does not load
 # is left out of the root.  Once the root is there, a call does no network
@@ -32,70 +28,31 @@ QC=$CACHE/qemu11
 ROOT=$QC/qemu11
 # The root's layout; a change here rebuilds the root from the kept .debs.
 LAYOUT=2
-SUITE=trixie-backports
-MIRROR=http://deb.debian.org/debian
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 MULTIARCH=usr/lib/x86_64-linux-gnu
 
-# apt_setup: the separate apt configuration, its state and an empty dpkg
-# status, under $QC/apt.
-apt_setup() {
-	local a=$QC/apt
-	mkdir -p "$a"/etc/{apt.conf.d,preferences.d,trusted.gpg.d} \
-		"$a"/state/lists/partial "$a"/cache/archives/partial
-	: > "$a/state/status"
-	: > "$a/etc/apt.conf.main"
-	printf 'deb [signed-by=%s] %s %s main\n' \
-		"$KEYRING" "$MIRROR" "$SUITE" "$KEYRING" "$MIRROR" trixie \
-		> "$a/etc/sources.list"
-	cat > "$a/apt.conf" <<-EOF
-	Dir::State "$a/state";
-	Dir::State::status "$a/state/status";
-	Dir::Cache "$a/cache";
-	Dir::Etc::SourceList "$a/etc/sources.list";
-	Dir::Etc::SourceParts "/dev/null";
-	Dir::Etc::Parts "$a/etc/apt.conf.d";
-	Dir::Etc::Main "$a/etc/apt.conf.main";
-	Dir::Etc::Preferences "$a/etc/preferences";
-	Dir::Etc::PreferencesParts "$a/etc/preferences.d";
-	Dir::Etc::TrustedParts "$a/etc/trusted.gpg.d";
-	Dir::Etc::Trusted "$a/etc/trusted.gpg";
-	APT::Architecture "amd64";
-	APT::Architectures { "amd64"; };
-	Acquire::Languages "none";
-	APT::Sandbox::User "$(id -un)";
-	EOF
-}
-
-qapt() { APT_CONFIG=$QC/apt/apt.conf "$@"; }
+qapt() { trixie_apt "$QC/apt" "$@"; }
 
 # fetch: the .debs of qemu-system-x86's dependency closure into $QC/debs
 # (its file "closure" lists them), from the lists of a fresh apt update.
 fetch() {
 	local t0=$SECONDS want versions d=$QC/debs.tmp
-	apt_setup
-	log "QEMU client: fetching Debian's qemu-system-x86 from $SUITE (once)"
-	qapt apt-get update -q > "$QC/apt/update.log" 2>&1 || {
-		sed 's/^/    /' "$QC/apt/update.log" >&2
-		die "apt-get update of $SUITE failed (above): NO_PUBKEY means" \
-		    "debian-archive-keyring older than 2023.3+deb12u2 (scripts/setup.sh" \
-		    "installs a newer one)"
-	}
+	log "QEMU client: fetching Debian's qemu-system-x86 from $TRIXIE_SUITE (once)"
+	trixie_apt_setup "$QC/apt"
 	versions=$(qapt apt-cache madison qemu-system-x86 |
 		awk -F'|' '{ gsub(/ /, "", $2); print $2 }')
 	if [ -n "${QEMU_CLIENT_PIN:-}" ]; then
 		grep -qxF -- "$QEMU_CLIENT_PIN" <<<"$versions" ||
-			die "qemu-system-x86 $QEMU_CLIENT_PIN is not in $SUITE or trixie," \
+			die "qemu-system-x86 $QEMU_CLIENT_PIN is not in $TRIXIE_SUITE or trixie," \
 			    "which have:" $versions
 		want=qemu-system-x86=$QEMU_CLIENT_PIN
 	else
-		want=qemu-system-x86/$SUITE
+		want=qemu-system-x86/$TRIXIE_SUITE
 	fi
 	rm -rf "$d" && mkdir -p "$d"
 	# The closure against an empty dpkg status, the Recommends left out;
-	# $SUITE first, as Debian says to install from backports.
-	qapt apt-get install -qq --print-uris --no-install-recommends -t "$SUITE" "$want" \
-		> "$d/uris" || die "apt cannot resolve $want from $SUITE and trixie"
+	# $TRIXIE_SUITE first, as Debian says to install from backports.
+	qapt apt-get install -qq --print-uris --no-install-recommends -t "$TRIXIE_SUITE" "$want" \
+		> "$d/uris" || die "apt cannot resolve $want from $TRIXIE_SUITE and trixie"
 	# 'URI' name_version_arch.deb size hash: name=version (the version's
 	# epoch colon is %3a in the file name)
 	awk '{ f = $2; sub(/\.deb$/, "", f); split(f, p, "_"); v = p[2];
