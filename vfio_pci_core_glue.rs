@@ -49,6 +49,7 @@ extern "C" {
     fn vfio_pci_dmabuf_shim_bar(
         pdev: *mut bindings::pci_dev,
         bar: c_int,
+        mem: *mut bool,
         phys: *mut u64,
         bus: *mut u64,
     ) -> u64;
@@ -491,15 +492,20 @@ impl PciDev {
         unsafe { &*ptr.cast() }
     }
 
-    /// BAR `index` if it is a memory BAR with a size, `None` otherwise
-    /// (I/O BAR, unimplemented, or the upper half of a 64-bit BAR).
-    pub(crate) fn memory_bar(&self, index: u32) -> Option<Bar> {
-        let (mut phys, mut bus) = (0, 0);
-        let index = c_int::try_from(index).ok()?;
+    /// BAR `index` (a standard BAR) as a request sees it: `ENODEV` where
+    /// the device has none (unimplemented, or the upper half of a 64-bit
+    /// BAR), `None` for an I/O BAR, else the memory BAR.
+    pub(crate) fn memory_bar(&self, index: u32) -> Result<Option<Bar>> {
+        let (mut mem, mut phys, mut bus) = (false, 0, 0);
+        let index = c_int::try_from(index).map_err(|_| ENODEV)?;
         // SAFETY: Valid device; `index` is a standard BAR (checked by the
         // caller against VFIO_PCI_ROM_REGION_INDEX); out pointers are locals.
-        let len = unsafe { vfio_pci_dmabuf_shim_bar(self.0.get(), index, &mut phys, &mut bus) };
-        (len != 0).then_some(Bar { phys, bus, len })
+        let len =
+            unsafe { vfio_pci_dmabuf_shim_bar(self.0.get(), index, &mut mem, &mut phys, &mut bus) };
+        if len == 0 {
+            return Err(ENODEV);
+        }
+        Ok(mem.then_some(Bar { phys, bus, len }))
     }
 
     /// Takes a reference on the device.

@@ -46,8 +46,8 @@ use vfio_pci_core_glue::{
     PciDevRef, Registration, SgTable, SgTableBuilder, Vma, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
-    bar_offset, ends, runs, segment_count, validate, Limits, Range, RangeError, Segments,
-    MAX_RANGES, MAX_SEGMENTS,
+    bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, Limits, Range, RangeError,
+    Segments, MAX_RANGES, MAX_SEGMENTS,
 };
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
@@ -154,9 +154,17 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
     let (region, open_flags, req_flags, nr) = (word(0), word(4), word(8), word(12));
 
+    // Upstream's order, so that a request with several faults gets the
+    // same answer; the checks upstream lacks come after its own.
     if req_flags != 0 || nr == 0 {
         return Err(EINVAL);
     }
+    if region >= bindings::VFIO_PCI_ROM_REGION_INDEX {
+        return Err(ENODEV);
+    }
+    // A BAR the device does not have is ENODEV before the ranges are read,
+    // an I/O BAR EINVAL once their lengths are checked.
+    let bar = dev.pdev().memory_bar(region)?;
     if nr > MAX_RANGES {
         return Err(E2BIG);
     }
@@ -164,23 +172,24 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     if argsz < HEADER_SIZE + nr * RANGE_SIZE {
         return Err(EINVAL);
     }
-    if region >= bindings::VFIO_PCI_ROM_REGION_INDEX {
-        return Err(ENODEV);
-    }
-    if open_flags & !(bindings::O_ACCMODE | bindings::O_CLOEXEC) != 0 {
-        return Err(EINVAL);
-    }
-    let bar = dev.pdev().memory_bar(region).ok_or(EINVAL)?;
 
     let list = read_ranges(&mut reader, nr)?;
+    let range_error = |e| match e {
+        RangeError::Invalid => EINVAL,
+        RangeError::Overflow => eoverflow(),
+        RangeError::TooBig => E2BIG,
+    };
     // No arithmetic on the user's values before they are validated: with
     // CONFIG_RUST_OVERFLOW_CHECKS an overflow is a panic.
-    let size =
-        validate(&list, bar.phys, bar.len, bindings::PAGE_SIZE as u64).map_err(|e| match e {
-            RangeError::Invalid => EINVAL,
-            RangeError::Overflow => eoverflow(),
-            RangeError::TooBig => E2BIG,
-        })?;
+    let size = check_lengths(&list, bindings::PAGE_SIZE as u64).map_err(range_error)?;
+    let bar = bar.ok_or(EINVAL)?;
+    check_in_bar(&list, size, bar.phys, bar.len, bindings::PAGE_SIZE as u64)
+        .map_err(range_error)?;
+    // O_NONBLOCK is accepted, as upstream (it changes nothing a dma-buf
+    // does); other file flags mean nothing for a dma-buf.
+    if open_flags & !(bindings::O_ACCMODE | bindings::O_CLOEXEC | bindings::O_NONBLOCK) != 0 {
+        return Err(EINVAL);
+    }
     let mut range_ends = KVVec::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
     for (i, end) in ends(&list).enumerate() {
         range_ends.push(end, GFP_KERNEL_ACCOUNT)?;

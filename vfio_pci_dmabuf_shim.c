@@ -71,14 +71,18 @@ bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev)
 	return !vdev->pm_runtime_engaged && __vfio_pci_memory_enabled(vdev);
 }
 
-/* Returns the BAR's size, 0 if @bar is not a memory BAR. */
-u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, u64 *phys,
-			     u64 *bus)
+/*
+ * Returns the BAR's size, 0 where the device has no such BAR; @mem says
+ * whether it is a memory BAR, whose addresses are then in @phys and @bus.
+ */
+u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, bool *mem,
+			     u64 *phys, u64 *bus)
 {
-	if (!(pci_resource_flags(pdev, bar) & IORESOURCE_MEM))
-		return 0;
-	*phys = pci_resource_start(pdev, bar);
-	*bus = pci_bus_address(pdev, bar);
+	*mem = pci_resource_flags(pdev, bar) & IORESOURCE_MEM;
+	if (*mem) {
+		*phys = pci_resource_start(pdev, bar);
+		*bus = pci_bus_address(pdev, bar);
+	}
 	return pci_resource_len(pdev, bar);
 }
 

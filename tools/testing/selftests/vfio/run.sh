@@ -41,9 +41,16 @@ cmd_test() {
 	rm -rf "$logs" && mkdir -p "$logs"
 
 	host=$("$SELFTEST_DIR/scripts/host_checks.sh")
-	for sc in ${SCENARIOS:-$ALL_SCENARIOS}; do
+	for sc in ${SCENARIOS:-$ALL_SCENARIOS upstream}; do
 		log "booting $sc"
-		"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$logs/$sc.log"
+		if [ "$sc" = upstream ]; then
+			# the oracle: the same UAPI program on upstream Linux
+			"$SELFTEST_DIR/scripts/vm.sh" upstream \
+				"$("$SELFTEST_DIR/scripts/oracle.sh" artifacts "$art")" \
+				"$logs/$sc.log" vfio_dmabuf_uapi
+		else
+			"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$logs/$sc.log"
+		fi
 	done
 	{
 		printf '%s\n' "$host"

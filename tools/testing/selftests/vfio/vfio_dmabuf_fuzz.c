@@ -147,11 +147,13 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 		set |= allow(EINVAL);
 	if (get->region_index >= VFIO_PCI_ROM_REGION_INDEX)
 		return set | allow(ENODEV);
-	if (get->open_flags & ~(O_ACCMODE | O_CLOEXEC))
+	if (get->open_flags & ~(O_ACCMODE | O_CLOEXEC | O_NONBLOCK))
 		set |= allow(EINVAL);
 	b = &bars[get->region_index];
-	if (!b->mem || !b->size)
-		set |= allow(EINVAL);
+	if (!b->size)
+		set |= allow(ENODEV);	/* no such BAR */
+	else if (!b->mem)
+		set |= allow(EINVAL);	/* an I/O BAR */
 	for (uint32_t i = 0; i < given && i < get->nr_ranges; i++) {
 		uint64_t end = r[i].offset + r[i].length;
 
@@ -168,6 +170,9 @@ static uint64_t allowed(uint32_t fflags, size_t payload,
 		}
 		sum += r[i].length;
 	}
+	/* lengths of 2^63 bytes or more in all, as upstream */
+	if (wrapped || sum >> 63)
+		set |= allow(EINVAL);
 	/* a buffer is at most as large as its BAR, or 1 GiB */
 	max = b->size > (1ULL << 30) ? b->size : 1ULL << 30;
 	if (!wrapped && sum > max)

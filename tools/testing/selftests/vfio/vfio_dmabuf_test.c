@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Selftests of the vfio-pci dma-buf exporter (VFIO_DEVICE_FEATURE_DMA_BUF):
- * the UAPI and its errno table, the buffer's size and file flags, the DMA
- * segments an importer gets for each P2P path, the importer refusals,
- * revocation and the buffer's lifetime.
+ * the DMA segments an importer gets for each P2P path, the importer
+ * refusals, revocation and the buffer's lifetime (the UAPI's answers, its
+ * errno table, sizes and file flags, are vfio_dmabuf_uapi's, which compares
+ * them with upstream's).
  *
  * Needs a device bound to vfio-pci with a 64-bit memory BAR 2 (QEMU's
  * pci-testdev), a second PCI device as importer and the test importer
@@ -269,138 +270,6 @@ static int import_mapped(struct __test_metadata *_metadata, int devfd,
 	}								\
 	__imp;								\
 })
-
-TEST_F(dmabuf, probe_and_set)
-{
-	struct vfio_device_feature f = { .argsz = sizeof(f) };
-
-	f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_GET |
-		  VFIO_DEVICE_FEATURE_DMA_BUF;
-	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
-	f.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
-		  VFIO_DEVICE_FEATURE_DMA_BUF;
-	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
-	ASSERT_EQ(EINVAL, errno);
-	f.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF;
-	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
-	ASSERT_EQ(EINVAL, errno);
-}
-
-/* Each row of the errno table, and nothing left behind by a failure. */
-TEST_F(dmabuf, errno_table)
-{
-	struct vfio_region_dma_range r[2] = { { 0, PAGE }, { PAGE, PAGE } };
-	struct vfio_region_dma_range *big;
-	uint64_t end = self->bar_size;
-	int fd = self->d.fd;
-	int next_fd = dup(0);
-
-	ASSERT_GE(next_fd, 0);
-	close(next_fd);
-
-	/* argsz: short of the header, short of the ranges */
-	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 1, r, 1,
-					    -(long)sizeof(*r) - 4));
-	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 2, r, 2, -1));
-	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 1, 1, r, 1, 0));
-	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 0, r, 0, 0));
-	ASSERT_EQ(-E2BIG, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 262145, r, 2, 0));
-	/* ... also with all of its ranges there */
-	big = calloc(262145, sizeof(*big));
-	ASSERT_NE(NULL, big);
-	page_ranges(big, 262145, 0, 0);
-	ASSERT_EQ(-E2BIG, dmabuf_create_ex(fd, BAR, O_RDWR, 0, 262145, big,
-					   262145, 0));
-	free(big);
-	/* not a BAR: ROM, config, VGA, beyond */
-	for (uint32_t i = VFIO_PCI_ROM_REGION_INDEX; i <= VFIO_PCI_NUM_REGIONS; i++)
-		ASSERT_EQ(-ENODEV, dmabuf_create(fd, i, 1, r));
-	/* BAR 1 is I/O, BAR 3 the upper half of BAR 2, BAR 4 absent */
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 1, 1, r));
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 3, 1, r));
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, 4, 1, r));
-	/* ranges: empty, unaligned offset or length, overflow, past the end */
-	r[1] = (struct vfio_region_dma_range){ 2 * PAGE, 0 };
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-	r[1] = (struct vfio_region_dma_range){ 2 * PAGE + 512, PAGE };
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-	r[1] = (struct vfio_region_dma_range){ 2 * PAGE, PAGE + 512 };
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-	r[1] = (struct vfio_region_dma_range){ -PAGE, 2 * PAGE };
-	ASSERT_EQ(-EOVERFLOW, dmabuf_create(fd, BAR, 2, r));
-	/* as upstream, the overflow covers the BAR's start address */
-	r[1] = (struct vfio_region_dma_range){ -self->phys, PAGE };
-	ASSERT_EQ(-EOVERFLOW, dmabuf_create(fd, BAR, 2, r));
-	r[1] = (struct vfio_region_dma_range){ end, PAGE };
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-	r[1] = (struct vfio_region_dma_range){ end - PAGE, 2 * PAGE };
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-	/* open_flags outside O_ACCMODE | O_CLOEXEC */
-	ASSERT_EQ(-EINVAL, dmabuf_create_ex(fd, BAR, O_RDWR | O_NONBLOCK, 0, 1,
-					    r, 1, 0));
-	/*
-	 * lengths that sum past 2^64: refused before anything adds them up
-	 * (with CONFIG_RUST_OVERFLOW_CHECKS, the default, a sum that wraps is
-	 * a panic)
-	 */
-	r[0] = (struct vfio_region_dma_range){ 0, 1ULL << 63 };
-	r[1] = r[0];
-	ASSERT_EQ(-EINVAL, dmabuf_create(fd, BAR, 2, r));
-
-	/* Nothing left behind: the next fd is the one free before. */
-	ASSERT_EQ(next_fd, dup(0));
-	close(next_fd);
-}
-
-TEST_F(dmabuf, unreadable_ranges)
-{
-	size_t hdr = sizeof(struct vfio_device_feature) +
-		     sizeof(struct vfio_device_feature_dma_buf);
-	struct vfio_device_feature_dma_buf *get;
-	struct vfio_device_feature *f;
-	char *map;
-
-	/* The ranges run into a PROT_NONE page. */
-	map = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, map);
-	ASSERT_EQ(0, mprotect(map + PAGE, PAGE, PROT_NONE));
-	f = (void *)(map + PAGE - hdr - 16);
-	get = (void *)f->data;
-	f->argsz = hdr + 2 * 16;
-	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF;
-	get->region_index = BAR;
-	get->open_flags = O_RDWR;
-	get->flags = 0;
-	get->nr_ranges = 2;
-	get->dma_ranges[0].offset = 0;
-	get->dma_ranges[0].length = PAGE;
-	ASSERT_EQ(-1, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, f));
-	ASSERT_EQ(EFAULT, errno);
-	munmap(map, 2 * PAGE);
-}
-
-/* Size and file flags; CPU mappings are vfio_dmabuf_mmap's. */
-TEST_F(dmabuf, size_and_flags)
-{
-	struct vfio_region_dma_range r[3] = {
-		{ 4 * PAGE, 2 * PAGE }, { 0, PAGE }, { self->bar_size - PAGE, PAGE },
-	};
-	int buf;
-
-	buf = dmabuf_create_ex(self->d.fd, BAR, O_RDONLY | O_CLOEXEC, 0, 3, r, 3, 0);
-	ASSERT_GE(buf, 0);
-	ASSERT_EQ(4 * PAGE, lseek(buf, 0, SEEK_END));
-	ASSERT_EQ(FD_CLOEXEC, fcntl(buf, F_GETFD) & FD_CLOEXEC);
-	ASSERT_EQ(O_RDONLY, fcntl(buf, F_GETFL) & O_ACCMODE);
-	close(buf);
-
-	buf = dmabuf_create_ex(self->d.fd, BAR, O_RDWR, 0, 1, r, 1, 0);
-	ASSERT_GE(buf, 0);
-	ASSERT_EQ(0, fcntl(buf, F_GETFD) & FD_CLOEXEC);
-	ASSERT_EQ(O_RDWR, fcntl(buf, F_GETFL) & O_ACCMODE);
-	close(buf);
-}
 
 /*
  * Only the holder of the device fd can ask for a buffer: the request fails

@@ -72,4 +72,10 @@ if ! "$SELFTEST_DIR/scripts/qemu_client.sh" present; then
 	"$SELFTEST_DIR/scripts/qemu_client.sh" root > /dev/null
 fi
 
+# Debian's upstream kernel, the UAPI's oracle, fetched once into the cache.
+if ! "$SELFTEST_DIR/scripts/oracle.sh" present; then
+	installed=$((installed + 1))
+	"$SELFTEST_DIR/scripts/oracle.sh" fetch
+fi
+
 [ "$installed" -gt 0 ] || log "set-up: everything present"

@@ -31,6 +31,8 @@
 #                     through the host bridge, dma_map_resource() without
 #                     translation (the DMA address is the CPU address)
 #   rootport-refused  each device on its own root port, Intel CPU: refused
+#   upstream          switch-iommu's guest for upstream Linux as the oracle
+#                     (ARTIFACTS from scripts/oracle.sh)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -98,7 +100,7 @@ case "$scenario" in
 switch-noiommu)
 	machine=q35 cpu=EPYC path=bus extra=$noiommu
 	devs=("${switch[@]}" "${edu_in_switch[@]}") ;;
-switch-iommu)
+switch-iommu|upstream)
 	# The devices behind the switch (no ACS) share one IOMMU group, which
 	# VFIO cannot own while the edu has a kernel driver (a real limit,
 	# not QEMU's): the edu sits on its own root port and moves data

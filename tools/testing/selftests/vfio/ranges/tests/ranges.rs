@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use ranges::{
-    bar_offset, ends, max_size, runs, segment_count, validate, Limits, Range, RangeError, Segments,
-    MAX_RANGES,
+    bar_offset, check_lengths, ends, max_size, runs, segment_count, validate, Limits, Range,
+    RangeError, Segments, MAX_RANGES,
 };
 
 const PAGE: u64 = 4096;
@@ -80,6 +80,42 @@ fn validate_errno_rows() {
         ),
         Ok(5 * PAGE)
     );
+}
+
+// Several faults in one request: upstream's answer. Every range's shape
+// and the sum of the lengths come first, then each range against the BAR.
+#[test]
+fn validate_reports_faults_in_upstreams_order() {
+    let bar = 64 << 20;
+    let wraps = r(u64::MAX - PAGE + 1, 2 * PAGE);
+    assert_eq!(validate(&[wraps], 0, bar, PAGE), Err(RangeError::Overflow));
+    assert_eq!(
+        validate(&[wraps, r(0, PAGE / 8)], 0, bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[r(bar, PAGE), r(0, 0)], 0, bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[r(bar, PAGE), wraps], 0, bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(
+        validate(&[wraps, r(bar, PAGE)], 0, bar, PAGE),
+        Err(RangeError::Overflow)
+    );
+    // offset + length wraps, and so do the lengths' sum: the sum first
+    assert_eq!(
+        validate(&[r(0, PAGE), r(PAGE, u64::MAX - PAGE + 1)], 0, bar, PAGE),
+        Err(RangeError::Invalid)
+    );
+    // lengths of 2^63 or more in all, each range in a huge BAR
+    assert_eq!(
+        validate(&[r(0, 1 << 62), r(0, 1 << 62)], 0, u64::MAX, PAGE),
+        Err(RangeError::Invalid)
+    );
+    assert_eq!(check_lengths(&[r(0, 1 << 62)], PAGE), Ok(1 << 62));
 }
 
 #[test]

@@ -64,29 +64,34 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = bar_offset(&list, &e, u64_at(data, 16), e.len());
 
-    // Validation agrees with the rules, range by range.
+    // Validation agrees with the rules, in upstream's order: every range's
+    // shape and the sum first, then range by range against the BAR.
     let mut want = Ok(0u64);
     for r in &list {
-        let e = if r.length == 0 || (r.offset | r.length) % PAGE != 0 {
-            Some(RangeError::Invalid)
-        } else {
-            match r.offset.checked_add(r.length) {
+        want = match want {
+            Err(x) => Err(x),
+            _ if r.length == 0 || (r.offset | r.length) % PAGE != 0 => Err(RangeError::Invalid),
+            Ok(t) => t.checked_add(r.length).ok_or(RangeError::Invalid),
+        };
+    }
+    if list.is_empty() || matches!(want, Ok(t) if t >= 1 << 63) {
+        want = Err(RangeError::Invalid);
+    }
+    if let Ok(total) = want {
+        for r in &list {
+            let e = match r.offset.checked_add(r.length) {
                 None => Some(RangeError::Overflow),
                 Some(end) if end > bar => Some(RangeError::Invalid),
                 _ => None,
+            };
+            if let Some(e) = e {
+                want = Err(e);
+                break;
             }
-        };
-        want = match (want, e) {
-            (Err(x), _) => Err(x),
-            (Ok(_), Some(x)) => Err(x),
-            (Ok(t), None) => t.checked_add(r.length).ok_or(RangeError::Invalid),
-        };
-    }
-    if list.is_empty() {
-        want = Err(RangeError::Invalid);
-    }
-    if matches!(want, Ok(t) if t > max_size(bar, PAGE)) {
-        want = Err(RangeError::TooBig);
+        }
+        if want.is_ok() && total > max_size(bar, PAGE) {
+            want = Err(RangeError::TooBig);
+        }
     }
     let got = validate(&list, 0, bar, PAGE);
     assert_eq!(got, want);
