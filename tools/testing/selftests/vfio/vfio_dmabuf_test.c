@@ -12,9 +12,12 @@
  * them in the environment (see vfio_dmabuf_util.h).
  */
 
+#include <poll.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -933,6 +936,230 @@ TEST_F(dmabuf, buffer_outlives_unbind)
 }
 
 /*
+ * Unbinding the exporting device while a user has it open: vfio asks the
+ * user to let go through the REQ eventfd and waits.  The buffer stays
+ * usable until the user closes the device, is revoked for good then (its
+ * importer told), and outlives the device; bound again, the device
+ * exports again.
+ */
+TEST_F(dmabuf, unbind_while_open)
+{
+	char irqbuf[sizeof(struct vfio_irq_set) + sizeof(int)];
+	struct vfio_irq_set *irq = (void *)irqbuf;
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct pollfd pfd = { .events = POLLIN };
+	uint64_t requests = 0;
+	char bdf[32];
+	int buf, imp, status;
+	pid_t pid;
+
+	snprintf(bdf, sizeof(bdf), "%s", self->d.bdf);
+	pfd.fd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_GE(pfd.fd, 0);
+	*irq = (struct vfio_irq_set){
+		.argsz = sizeof(irqbuf), .index = VFIO_PCI_REQ_IRQ_INDEX,
+		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.count = 1,
+	};
+	memcpy(irq->data, &pfd.fd, sizeof(int));
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_SET_IRQS, irq));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = import_where_path(buf);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		/* the request waits for every fd of the device, ours too */
+		vdev_close(&self->d);
+		_exit(write_file("/sys/bus/pci/drivers/vfio-pci/unbind", bdf) ? 1 : 0);
+	}
+	/* the request comes while the device is open; the unbind waits */
+	ASSERT_EQ(1, poll(&pfd, 1, 20000));
+	ASSERT_EQ(sizeof(requests), read(pfd.fd, &requests, sizeof(requests)));
+	ASSERT_LE(1, requests);
+	ASSERT_EQ(0, waitpid(pid, &status, WNOHANG));
+	/* not revoked yet: another importer attaches (or meets the path) */
+	ASSERT_EQ(imp >= 0 ? 0 : -EOPNOTSUPP, attach_errno(buf, self->importer));
+	if (imp >= 0)
+		ASSERT_EQ(0, importer_moves(imp));
+	/* the user lets go: the unbind completes, the buffer is revoked */
+	vdev_close(&self->d);
+	close(pfd.fd);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
+	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);
+	/* bound again, the device exports again */
+	ASSERT_EQ(0, write_file("/sys/bus/pci/drivers_probe", bdf));
+	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	close(buf);
+}
+
+/*
+ * One device opened twice through its group: closing one of the two fds
+ * revokes nothing, closing the last one revokes.  The device cdev allows
+ * one open only (vfio_df_open()): a second bind is EINVAL.
+ */
+TEST_F(dmabuf, two_opens_one_close)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	struct vdev d2;
+	int buf, imp, e;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = import_where_path(buf);
+	e = vdev_open(&d2, self->d.bdf);
+	if (vdev_cdev_mode()) {
+		ASSERT_EQ(-EINVAL, e);
+	} else {
+		ASSERT_EQ(0, e);
+		ASSERT_NE(self->d.fd, d2.fd);
+		vdev_close(&d2);
+	}
+	/* not revoked: another importer attaches (or meets the path) */
+	ASSERT_EQ(imp >= 0 ? 0 : -EOPNOTSUPP, attach_errno(buf, self->importer));
+	if (imp >= 0)
+		ASSERT_EQ(0, importer_moves(imp));
+	vdev_close(&self->d);
+	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);
+	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+}
+
+/*
+ * The exporter passes its buffer to another process over SCM_RIGHTS and
+ * is killed: its device closes with it, which revokes the buffer the
+ * other process holds (and its importer is told); the device can be opened
+ * and export again.
+ */
+TEST_F(dmabuf, exporter_killed_after_passing_buffer)
+{
+	struct vfio_region_dma_range r = { 0, 2 * PAGE };
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	char byte = 0;
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+	};
+	struct cmsghdr *c;
+	int sv[2], buf, imp = -1, status;
+	pid_t pid;
+
+	/* the child owns the device: this process lets go of it first */
+	vdev_close(&self->d);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		struct vdev d;
+
+		if (vdev_open(&d, getenv("VFIO_DMABUF_EXPORTER")) ||
+		    vdev_set_memory(&d, 1))
+			_exit(1);
+		buf = dmabuf_create(d.fd, BAR, 1, &r);
+		if (buf < 0)
+			_exit(2);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &buf, sizeof(int));
+		if (sendmsg(sv[1], &msg, 0) != 1)
+			_exit(3);
+		close(buf);
+		for (;;)
+			pause();
+	}
+	close(sv[1]);
+	ASSERT_EQ(1, recvmsg(sv[0], &msg, 0));
+	close(sv[0]);
+	c = CMSG_FIRSTHDR(&msg);
+	ASSERT_NE(NULL, c);
+	ASSERT_EQ(SCM_RIGHTS, c->cmsg_type);
+	memcpy(&buf, CMSG_DATA(c), sizeof(int));
+	ASSERT_EQ(2 * PAGE, lseek(buf, 0, SEEK_END));
+	if (strcmp(self->path, "none")) {
+		imp = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp, 0);
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	}
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);
+	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	close(buf);
+}
+
+/*
+ * The device closed while in low power: the entry revoked the buffer, the
+ * close keeps it revoked for good (no second notice), and the device opens
+ * again in D0 and exports.
+ */
+TEST_F(dmabuf, close_while_low_power)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+	};
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf, imp;
+
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	imp = import_where_path(buf);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
+	if (imp >= 0)
+		ASSERT_EQ(1, importer_moves(imp));
+	vdev_close(&self->d);
+	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);
+	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	if (strcmp(self->path, "none")) {
+		imp = importer_attach(buf, self->importer, 0);
+		ASSERT_GE(imp, 0);
+		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+		close(imp);
+	}
+	close(buf);
+}
+
+/*
  * This thread's /proc/thread-self/fail-nth, opened once: opening it again
  * between the injection and the call under test would consume the failure.
  */
@@ -1590,6 +1817,279 @@ static void __attribute__((constructor)) require_devices(void)
 	static const char *const vars[] = { "VFIO_DMABUF_EXPORTER", "VFIO_DMABUF_IMPORTER", NULL };
 
 	vfio_dmabuf_require(vars, 1);
+}
+
+/*
+ * Power management and FLR for real: a device with a PM capability and
+ * FLR in its PCIe capability (QEMU's virtio-rng-pci on a root port,
+ * VFIO_DMABUF_PMDEV), exporting its BAR 4, in a kernel with CONFIG_PM.
+ * Each way the device leaves D0 or resets revokes the buffer while the
+ * device still decodes (the importer watched it), the CPU mapping raises
+ * SIGBUS in the window, and access comes back afterwards.
+ */
+#define PM_BAR 4
+/* PMCSR PowerState values (pci_regs.h names only the mask) */
+#define PMCSR_D0 0
+#define PMCSR_D3HOT 3
+
+FIXTURE(pm) {
+	struct vdev d;
+	const char *importer, *path;
+	char bdf[32];
+	int pm, exp, buf, imp;
+	uint8_t *map;
+	struct vdi_segment segs[8];
+};
+
+static uint16_t cfg_read16(struct vdev *d, int pos)
+{
+	uint16_t v = 0xffff;
+
+	if (pread(d->fd, &v, 2, d->cfg_offset + pos) != 2)
+		return 0xffff;
+	return v;
+}
+
+static uint32_t cfg_read32(struct vdev *d, int pos)
+{
+	uint32_t v = 0;
+
+	if (pread(d->fd, &v, 4, d->cfg_offset + pos) != 4)
+		return 0;
+	return v;
+}
+
+static int cfg_write16(struct vdev *d, int pos, uint16_t v)
+{
+	return pwrite(d->fd, &v, 2, d->cfg_offset + pos) == 2 ? 0 : -errno;
+}
+
+/* Offset of capability @id in @d's config space (as vfio shows it), or 0. */
+static int find_cap(struct vdev *d, int id)
+{
+	int pos = cfg_read16(d, PCI_CAPABILITY_LIST) & 0xfc;
+
+	for (int n = 0; pos && n < 48; n++) {
+		uint16_t w = cfg_read16(d, pos);
+
+		if ((w & 0xff) == id)
+			return pos;
+		pos = (w >> 8) & 0xfc;
+	}
+	return 0;
+}
+
+FIXTURE_SETUP(pm)
+{
+	const char *bdf = getenv("VFIO_DMABUF_PMDEV");
+	struct vfio_region_dma_range r = { 0, PAGE };
+
+	self->buf = -1;
+	self->imp = -1;
+	self->map = MAP_FAILED;
+	if (!bdf || !*bdf)
+		SKIP(return, "no device with PM and FLR capabilities in this scenario");
+	snprintf(self->bdf, sizeof(self->bdf), "%s", bdf);
+	self->importer = env_or("VFIO_DMABUF_IMPORTER", "");
+	self->path = env_or("VFIO_DMABUF_PATH", "none");
+	probe_init();
+	ASSERT_EQ(0, vdev_open(&self->d, bdf));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	self->pm = find_cap(&self->d, PCI_CAP_ID_PM);
+	self->exp = find_cap(&self->d, PCI_CAP_ID_EXP);
+	ASSERT_NE(0, self->pm);
+	ASSERT_NE(0, self->exp);
+	ASSERT_NE(0, cfg_read32(&self->d, self->exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR);
+	self->buf = dmabuf_create(self->d.fd, PM_BAR, 1, &r);
+	ASSERT_GE(self->buf, 0);
+	self->map = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, self->buf, 0);
+	ASSERT_NE(MAP_FAILED, self->map);
+	ASSERT_EQ(0, probe(self->map, 0, 0, NULL));
+	if (strcmp(self->path, "none")) {
+		self->imp = importer_attach(self->buf, self->importer, 0);
+		ASSERT_GE(self->imp, 0);
+		ASSERT_EQ(1, importer_map(self->imp, self->segs, ARRAY_SIZE(self->segs)));
+		ASSERT_EQ(0, importer_watch(self->imp, bdf));
+	}
+}
+
+FIXTURE_TEARDOWN(pm)
+{
+	if (self->map != MAP_FAILED)
+		munmap(self->map, PAGE);
+	if (self->imp >= 0)
+		close(self->imp);
+	if (self->buf >= 0)
+		close(self->buf);
+	vdev_close(&self->d);
+}
+
+/* The device's power state from sysfs: "D0", "D3hot", ... */
+static const char *dev_power_state(const char *bdf)
+{
+	static char state[16];
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/power_state", bdf);
+	state[0] = 0;
+	f = fopen(path, "r");
+	if (f) {
+		if (!fgets(state, sizeof(state), f))
+			state[0] = 0;
+		state[strcspn(state, "\n")] = 0;
+		fclose(f);
+	}
+	return state;
+}
+
+/*
+ * Waits up to 10 s for the device to reach @state: low-power entry only
+ * drops vfio's runtime PM reference, the suspend runs asynchronously.
+ */
+static const char *wait_power_state(const char *bdf, const char *state)
+{
+	for (int i = 0; i < 1000 && strcmp(dev_power_state(bdf), state); i++)
+		usleep(10000);
+	return dev_power_state(bdf);
+}
+
+/* Revoked: the importer was told once, nothing maps, the CPU gets SIGBUS. */
+#define pm_revoked() do {						\
+	if (self->imp >= 0) {						\
+		ASSERT_EQ(1, importer_moves(self->imp));		\
+		ASSERT_EQ(-ENODEV, importer_map(self->imp, self->segs,	\
+						ARRAY_SIZE(self->segs)));\
+	}								\
+	ASSERT_EQ(-ENODEV, attach_errno(self->buf, self->importer));	\
+	ASSERT_EQ(SIGBUS, probe(self->map, 0, 0, NULL));		\
+} while (0)
+
+/*
+ * Access is back: the importer was told to let go while the device still
+ * decoded and given access back once it decoded again; it maps, the CPU
+ * reads.
+ */
+#define pm_restored() do {						\
+	if (self->imp >= 0) {						\
+		ASSERT_EQ(2, importer_moves(self->imp));		\
+		check_order(self->imp);					\
+		ASSERT_EQ(1, importer_map(self->imp, self->segs,	\
+					  ARRAY_SIZE(self->segs)));	\
+	}								\
+	ASSERT_EQ(0, probe(self->map, 0, 0, NULL));			\
+	ASSERT_STREQ("D0", dev_power_state(self->bdf));			\
+} while (0)
+
+TEST_F(pm, d3hot_through_pmcsr)
+{
+	int ctrl = self->pm + PCI_PM_CTRL;
+	uint16_t v = cfg_read16(&self->d, ctrl) & ~PCI_PM_CTRL_STATE_MASK;
+
+	ASSERT_EQ(0, cfg_write16(&self->d, ctrl, v | PMCSR_D3HOT));
+	ASSERT_EQ(PMCSR_D3HOT, cfg_read16(&self->d, ctrl) & PCI_PM_CTRL_STATE_MASK);
+	ASSERT_STREQ("D3hot", dev_power_state(self->bdf));
+	pm_revoked();
+	ASSERT_EQ(0, cfg_write16(&self->d, ctrl, v | PMCSR_D0));
+	pm_restored();
+}
+
+TEST_F(pm, flr_through_devctl)
+{
+	int ctl = self->exp + PCI_EXP_DEVCTL;
+
+	ASSERT_EQ(0, cfg_write16(&self->d, ctl,
+				 cfg_read16(&self->d, ctl) | PCI_EXP_DEVCTL_BCR_FLR));
+	pm_restored();
+}
+
+TEST_F(pm, reset_ioctl_is_flr)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	char path[PATH_MAX], method[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset_method", self->bdf);
+	f = fopen(path, "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_NE(NULL, fgets(method, sizeof(method), f));
+	fclose(f);
+	ASSERT_EQ(0, strncmp(method, "flr", 3));
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_GET_INFO, &info));
+	ASSERT_NE(0, info.flags & VFIO_DEVICE_FLAGS_RESET);
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_RESET));
+	pm_restored();
+}
+
+/*
+ * Low power with wake-up: the device goes to D3hot; another process wakes
+ * it (runtime PM forbidden through sysfs, as a host tool would); vfio
+ * signals the wake-up eventfd and the buffer is usable again.
+ */
+TEST_F(pm, low_power_wakeup_from_another_process)
+{
+	char fbuf[sizeof(struct vfio_device_feature) +
+		  sizeof(struct vfio_device_low_power_entry_with_wakeup)];
+	struct vfio_device_feature *f = (void *)fbuf;
+	struct vfio_device_low_power_entry_with_wakeup *w = (void *)f->data;
+	struct pollfd pfd = { .events = POLLIN };
+	char path[PATH_MAX];
+	uint64_t n = 0;
+	int status;
+	pid_t pid;
+
+	pfd.fd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_GE(pfd.fd, 0);
+	f->argsz = sizeof(fbuf);
+	f->flags = VFIO_DEVICE_FEATURE_SET |
+		   VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP;
+	w->wakeup_eventfd = pfd.fd;
+	w->reserved = 0;
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, f));
+	ASSERT_STREQ("D3hot", wait_power_state(self->bdf, "D3hot"));
+	pm_revoked();
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/power/control",
+		 self->bdf);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid)
+		_exit(write_file(path, "on") ? 1 : 0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, status);
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	ASSERT_EQ(0, write_file(path, "auto"));
+	ASSERT_EQ(sizeof(n), read(pfd.fd, &n, sizeof(n)));
+	ASSERT_LE(1, n);
+	close(pfd.fd);
+	pm_restored();
+}
+
+/*
+ * Closed while in low power: the buffer stays revoked for good (no second
+ * notice), and the device opens again in D0 and exports.
+ */
+TEST_F(pm, close_in_low_power)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+	};
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf;
+
+	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_STREQ("D3hot", wait_power_state(self->bdf, "D3hot"));
+	pm_revoked();
+	vdev_close(&self->d);
+	pm_revoked();
+	ASSERT_EQ(0, vdev_open(&self->d, self->bdf));
+	ASSERT_STREQ("D0", dev_power_state(self->bdf));
+	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	buf = dmabuf_create(self->d.fd, PM_BAR, 1, &r);
+	ASSERT_GE(buf, 0);
+	close(buf);
+	pm_revoked();
 }
 
 TEST_HARNESS_MAIN

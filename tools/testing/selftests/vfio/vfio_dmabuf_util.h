@@ -16,6 +16,9 @@
  *   VFIO_DMABUF_DMADEV    BDF of a device whose DMA engine the test importer
  *                         drives (edu): VDI_IOC_DMA; for vfio_dmabuf_iommufd
  *                         the guest binds it to vfio-pci instead
+ *   VFIO_DMABUF_PMDEV     BDF of a device bound to vfio-pci with PM and FLR
+ *                         capabilities (virtio-rng-pci), exporting BAR 4;
+ *                         empty where the scenario has none
  *   VFIO_DMABUF_PATH      expected P2P path: bus, host or none
  *   VFIO_DMABUF_OPEN      how vdev_open() opens devices: "group" (the
  *                         default: group + container) or "cdev"

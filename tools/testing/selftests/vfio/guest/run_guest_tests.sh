@@ -50,11 +50,14 @@ exporter=${1:-} importer=${2:-} exporter2=${3:-}
 # ivshmem-plain (1af4:1110): BAR 2 is memory, exported; edu (1234:11e8):
 # the test importer's module drives its DMA engine (bound at insmod), except
 # while vfio_dmabuf_iommufd runs, which drives it itself through vfio-pci.
-memdev="" dmadev=""
+# virtio-rng-pci (1af4:1044), where the scenario has it: PM and FLR
+# capabilities; bound to vfio-pci instead of virtio-pci.
+memdev="" dmadev="" pmdev=""
 for d in /sys/bus/pci/devices/*; do
 	case "$(cat "$d/vendor"):$(cat "$d/device")" in
 	0x1af4:0x1110) memdev=${d##*/} ;;
 	0x1234:0x11e8) dmadev=${d##*/} ;;
+	0x1af4:0x1044) pmdev=${d##*/} ;;
 	esac
 done
 [ -n "$memdev" ] && [ -n "$dmadev" ] ||
@@ -63,7 +66,9 @@ done
 [ -z "$dmadev" ] || [ ! -e /sys/module/vfio_dmabuf_importer ] ||
 	[ -e "/sys/bus/pci/drivers/vfio_dmabuf_importer_edu/$dmadev" ] ||
 	say "ERROR the test importer did not bind edu $dmadev"
-for e in $exporter $exporter2 $mf0 $mf1 $memdev; do
+for e in $exporter $exporter2 $mf0 $mf1 $memdev $pmdev; do
+	[ ! -e "/sys/bus/pci/devices/$e/driver" ] ||
+		echo "$e" > "/sys/bus/pci/devices/$e/driver/unbind"
 	echo vfio-pci > "/sys/bus/pci/devices/$e/driver_override"
 	echo "$e" > /sys/bus/pci/drivers_probe
 	[ -e "/sys/bus/pci/drivers/vfio-pci/$e" ] ||
@@ -73,9 +78,11 @@ done
 export VFIO_DMABUF_SCENARIO=$scenario VFIO_DMABUF_EXPORTER=$exporter \
 	VFIO_DMABUF_EXPORTER2=$exporter2 VFIO_DMABUF_IMPORTER=$importer \
 	VFIO_DMABUF_MF0=$mf0 VFIO_DMABUF_MF1=$mf1 VFIO_DMABUF_PATH=$path \
-	VFIO_DMABUF_MEMDEV=$memdev VFIO_DMABUF_DMADEV=$dmadev
+	VFIO_DMABUF_MEMDEV=$memdev VFIO_DMABUF_DMADEV=$dmadev \
+	VFIO_DMABUF_PMDEV=$pmdev
 say "SCENARIO $scenario exporter=$exporter exporter2=$exporter2" \
-	"importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev path=$path"
+	"importer=$importer mf=$mf0,$mf1 memdev=$memdev dmadev=$dmadev" \
+	"pmdev=${pmdev:-none} path=$path"
 
 # scripts/inject.sh: make the kernel report a lockup, a stall or a hung
 # task (test_lockup's parameters, comma-separated), to prove the runner

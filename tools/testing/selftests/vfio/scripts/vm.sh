@@ -18,7 +18,9 @@
 # (LOG with .ivshmem for .log; the guest exports from it and report.py
 # reads the file after the guest stopped), and an edu whose DMA engine the
 # test importer drives, with a 64-bit DMA mask, next to the importer (on
-# its own root port in switch-iommu, see there)):
+# its own root port in switch-iommu, see there); in the rootport scenarios
+# also a device with a PM capability and FLR, a virtio-rng-pci whose BAR 4
+# the guest exports (vfio_dmabuf_test's pm tests)):
 #   switch-noiommu    all behind one PCIe switch, no IOMMU (noiommu VFIO):
 #                     bus-address P2P
 #   switch-iommu      the same switch with intel-iommu and an AMD CPU: QEMU's
@@ -75,7 +77,9 @@ rootports=(-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,slot=1
 	-device pci-testdev,membar=64M,bus=rp4,addr=0.1
 	-device pcie-root-port,id=rp5,bus=pcie.0,chassis=5,slot=5
 	-device ivshmem-plain,memdev=shm,bus=rp5
-	"${edu_on_rootport[@]}")
+	"${edu_on_rootport[@]}"
+	-device pcie-root-port,id=rp8,bus=pcie.0,chassis=8,slot=8
+	-device virtio-rng-pci,disable-legacy=on,bus=rp8)
 noiommu=vfio.enable_unsafe_noiommu_mode=1
 # QEMU 7.2's multi-threaded TCG can lose the wake-up of a vCPU halted in
 # idle: its timer interrupt never arrives, RCU grace periods stop, the
