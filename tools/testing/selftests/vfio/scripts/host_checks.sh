@@ -37,6 +37,15 @@ check() {	# check [--show] NAME COMMAND...; --show: the output also when ok
 	fi
 }
 
+# Cargo's fingerprint of the range crates records their source by absolute
+# path when it lies outside the package (vfio_pci_dmabuf_ranges.rs at the
+# root): a build made from another checkout whose file still exists passes
+# as fresh, and the tests run against that checkout's code (seen: a test of
+# a new function failed to link).  Their fingerprints are dropped, so they
+# are built from this checkout; the dependencies' stay.
+rm -rf "$CACHE"/cargo-target/release/.fingerprint/vfio-pci-dmabuf-ranges-* \
+	"$CACHE"/cargo-fuzz-target/*/release/.fingerprint/vfio-pci-dmabuf-ranges-*
+
 cd "$REPO"
 check "cargo test of vfio_pci_dmabuf_ranges.rs" \
 	env CARGO_TARGET_DIR="$CACHE/cargo-target" /usr/bin/cargo test --locked --release -q \

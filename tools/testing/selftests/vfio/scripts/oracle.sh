@@ -71,8 +71,8 @@ fetch() {
 	rm -rf "$d/x" "$d/debs" "$UP/apt"
 	echo "$abi" > "$d/ABI"
 	rm -rf "$UP/kernel" && mv "$d" "$UP/kernel"
-	log "oracle: Linux $abi-amd64 ($(sed 's/Package: //; s/ Version: / /' "$UP/kernel/PACKAGES" |
-		paste -sd,)) in $UP/kernel, fetched in $((SECONDS - t0)) s"
+	log "oracle: Linux $abi-amd64 ($(sed 's/Package: //; s/ Version: / /' \
+		"$UP/kernel/PACKAGES" | paste -sd,)) in $UP/kernel, fetched in $((SECONDS - t0)) s"
 }
 
 # artifacts TEST_ARTIFACTS: the guest's artifacts for the upstream kernel
