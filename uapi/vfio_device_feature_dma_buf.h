@@ -6,7 +6,8 @@
  * the order given, and return its file descriptor.  Other drivers (RDMA,
  * GPU, iommufd) import the dma-buf to DMA peer-to-peer into the BAR.
  *
- * @open_flags: O_ACCMODE and O_CLOEXEC flags for the new file, as for open(2).
+ * @open_flags: flags for the new file, as for open(2): O_ACCMODE, O_CLOEXEC
+ *	and O_NONBLOCK.
  * @flags: must be 0.
  * @nr_ranges: number of entries in @dma_ranges, at least 1.
  * @dma_ranges: offset and length of each range within the region; both
