@@ -275,6 +275,47 @@ static int import_mapped(struct __test_metadata *_metadata, int devfd,
 })
 
 /*
+ * @buf is revoked for good: nothing attaches, and its importer @imp (when
+ * there is one; closed here) was told once and maps nothing.
+ */
+static void __check_revoked_for_good(struct __test_metadata *_metadata,
+				     int buf, int imp, const char *importer,
+				     struct vdi_segment *segs)
+{
+	ASSERT_EQ(-ENODEV, attach_errno(buf, importer));
+	if (imp >= 0) {
+		ASSERT_EQ(1, importer_moves(imp));
+		ASSERT_EQ(-ENODEV, importer_map(imp, segs, MAX_SEGS));
+		close(imp);
+	}
+}
+
+#define check_revoked_for_good(buf, imp)				\
+	__check_revoked_for_good(_metadata, buf, imp, self->importer, self->segs)
+
+/*
+ * The device @bdf, closed, opens again into @d, decodes, and exports a
+ * page of @bar: nothing of its last open holds it.  Returns the buffer.
+ */
+static int __reopen_and_export(struct __test_metadata *_metadata,
+			       struct vdev *d, const char *bdf, int bar)
+{
+	struct vfio_region_dma_range r = { 0, PAGE };
+	int buf;
+
+	ASSERT_EQ(0, vdev_open(d, bdf));
+	ASSERT_EQ(0, vdev_set_memory(d, 1));
+	buf = dmabuf_create(d->fd, bar, 1, &r);
+	ASSERT_GE(buf, 0);
+	return buf;
+}
+
+/* The same for the fixture's exporter; the buffer is closed. */
+#define reopen_and_export()						\
+	close(__reopen_and_export(_metadata, &self->d,			\
+				  getenv("VFIO_DMABUF_EXPORTER"), BAR))
+
+/*
  * Only the holder of the device fd can ask for a buffer: the request fails
  * on every other VFIO or dma-buf fd, a second opener of the group gets
  * EBUSY, and a process without privilege cannot open the group at all.
@@ -936,24 +977,31 @@ TEST_F(dmabuf, buffer_outlives_unbind)
 }
 
 /*
- * Unbinding the exporting device while a user has it open: vfio asks the
- * user to let go through the REQ eventfd and waits.  The buffer stays
+ * The exporting device goes away while a user has it open -- unbound from
+ * vfio-pci, or removed from the bus as a hot-unplug removes it: vfio asks
+ * the user to let go through the REQ eventfd and waits.  The buffer stays
  * usable until the user closes the device, is revoked for good then (its
- * importer told), and outlives the device; bound again, the device
- * exports again.
+ * importer told), and outlives the device (removed: the struct pci_dev is
+ * gone); bound again (rescanned and bound), the device exports again.
  */
-TEST_F(dmabuf, unbind_while_open)
+static void __gone_while_open(struct __test_metadata *_metadata,
+			      struct _test_data_dmabuf *self, const char *how)
 {
 	char irqbuf[sizeof(struct vfio_irq_set) + sizeof(int)];
 	struct vfio_irq_set *irq = (void *)irqbuf;
 	struct vfio_region_dma_range r = { 0, PAGE };
 	struct pollfd pfd = { .events = POLLIN };
+	int removed = !strcmp(how, "remove");
 	uint64_t requests = 0;
-	char bdf[32];
+	char bdf[32], path[96];
 	int buf, imp, status;
 	pid_t pid;
 
 	snprintf(bdf, sizeof(bdf), "%s", self->d.bdf);
+	if (removed)
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/remove", bdf);
+	else
+		snprintf(path, sizeof(path), "/sys/bus/pci/drivers/vfio-pci/unbind");
 	pfd.fd = eventfd(0, EFD_CLOEXEC);
 	ASSERT_GE(pfd.fd, 0);
 	*irq = (struct vfio_irq_set){
@@ -972,9 +1020,9 @@ TEST_F(dmabuf, unbind_while_open)
 	if (!pid) {
 		/* the request waits for every fd of the device, ours too */
 		vdev_close(&self->d);
-		_exit(write_file("/sys/bus/pci/drivers/vfio-pci/unbind", bdf) ? 1 : 0);
+		_exit(write_file(path, removed ? "1" : bdf) ? 1 : 0);
 	}
-	/* the request comes while the device is open; the unbind waits */
+	/* the request comes while the device is open; unbind/remove wait */
 	ASSERT_EQ(1, poll(&pfd, 1, 20000));
 	ASSERT_EQ(sizeof(requests), read(pfd.fd, &requests, sizeof(requests)));
 	ASSERT_LE(1, requests);
@@ -983,26 +1031,38 @@ TEST_F(dmabuf, unbind_while_open)
 	ASSERT_EQ(imp >= 0 ? 0 : -EOPNOTSUPP, attach_errno(buf, self->importer));
 	if (imp >= 0)
 		ASSERT_EQ(0, importer_moves(imp));
-	/* the user lets go: the unbind completes, the buffer is revoked */
+	/* the user lets go: unbind/remove complete, the buffer is revoked */
 	vdev_close(&self->d);
 	close(pfd.fd);
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_EQ(0, status);
 	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
-	ASSERT_EQ(-ENODEV, importer_attach(buf, self->importer, 0));
-	if (imp >= 0) {
-		ASSERT_EQ(1, importer_moves(imp));
-		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
-		close(imp);
+	check_revoked_for_good(buf, imp);
+	if (removed) {
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+		ASSERT_NE(0, access(path, F_OK));
 	}
-	close(buf);
+	close(buf);	/* the last reference, after the device is gone */
+	if (removed) {
+		/* back on the bus, without a driver: vfio-pci by override */
+		ASSERT_EQ(0, write_file("/sys/bus/pci/rescan", "1"));
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
+			 bdf);
+		ASSERT_EQ(0, write_file(path, "vfio-pci"));
+	}
 	/* bound again, the device exports again */
 	ASSERT_EQ(0, write_file("/sys/bus/pci/drivers_probe", bdf));
-	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
-	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	close(buf);
+	reopen_and_export();
+}
+
+TEST_F(dmabuf, unbind_while_open)
+{
+	__gone_while_open(_metadata, self, "unbind");
+}
+
+TEST_F(dmabuf, removed_while_open)
+{
+	__gone_while_open(_metadata, self, "remove");
 }
 
 /*
@@ -1032,14 +1092,9 @@ TEST_F(dmabuf, two_opens_one_close)
 	if (imp >= 0)
 		ASSERT_EQ(0, importer_moves(imp));
 	vdev_close(&self->d);
-	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
-	if (imp >= 0) {
-		ASSERT_EQ(1, importer_moves(imp));
-		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
-		close(imp);
-	}
+	check_revoked_for_good(buf, imp);
 	close(buf);
-	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
+	reopen_and_export();
 }
 
 /*
@@ -1103,18 +1158,9 @@ TEST_F(dmabuf, exporter_killed_after_passing_buffer)
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFSIGNALED(status));
-	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
-	if (imp >= 0) {
-		ASSERT_EQ(1, importer_moves(imp));
-		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
-		close(imp);
-	}
+	check_revoked_for_good(buf, imp);
 	close(buf);
-	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
-	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	close(buf);
+	reopen_and_export();
 }
 
 /*
@@ -1139,23 +1185,13 @@ TEST_F(dmabuf, close_while_low_power)
 	if (imp >= 0)
 		ASSERT_EQ(1, importer_moves(imp));
 	vdev_close(&self->d);
-	ASSERT_EQ(-ENODEV, attach_errno(buf, self->importer));
-	if (imp >= 0) {
-		ASSERT_EQ(1, importer_moves(imp));
-		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
-		close(imp);
-	}
+	check_revoked_for_good(buf, imp);
 	close(buf);
-	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
-	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
-	buf = dmabuf_create(self->d.fd, BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	if (strcmp(self->path, "none")) {
-		imp = importer_attach(buf, self->importer, 0);
-		ASSERT_GE(imp, 0);
-		ASSERT_EQ(1, importer_map(imp, self->segs, MAX_SEGS));
+	buf = __reopen_and_export(_metadata, &self->d,
+				  getenv("VFIO_DMABUF_EXPORTER"), BAR);
+	imp = import_where_path(buf);
+	if (imp >= 0)
 		close(imp);
-	}
 	close(buf);
 }
 
@@ -1369,9 +1405,7 @@ TEST_F(dmabuf, device_closed_under_buffer)
 	imp = import_where_path(buf);
 	vdev_close(&self->d);
 	ASSERT_EQ(PAGE, lseek(buf, 0, SEEK_END));
-	/* The device opens again: the old buffer no longer holds it. */
-	ASSERT_EQ(0, vdev_open(&self->d, getenv("VFIO_DMABUF_EXPORTER")));
-	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
+	reopen_and_export();
 	if (imp >= 0) {
 		ASSERT_EQ(1, importer_moves(imp));
 		ASSERT_EQ(-ENODEV, importer_map(imp, self->segs, MAX_SEGS));
@@ -2075,20 +2109,14 @@ TEST_F(pm, close_in_low_power)
 		.argsz = sizeof(f),
 		.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
 	};
-	struct vfio_region_dma_range r = { 0, PAGE };
-	int buf;
 
 	ASSERT_EQ(0, ioctl(self->d.fd, VFIO_DEVICE_FEATURE, &f));
 	ASSERT_STREQ("D3hot", wait_power_state(self->bdf, "D3hot"));
 	pm_revoked();
 	vdev_close(&self->d);
 	pm_revoked();
-	ASSERT_EQ(0, vdev_open(&self->d, self->bdf));
+	close(__reopen_and_export(_metadata, &self->d, self->bdf, PM_BAR));
 	ASSERT_STREQ("D0", dev_power_state(self->bdf));
-	ASSERT_EQ(0, vdev_set_memory(&self->d, 1));
-	buf = dmabuf_create(self->d.fd, PM_BAR, 1, &r);
-	ASSERT_GE(buf, 0);
-	close(buf);
 	pm_revoked();
 }
 
