@@ -14,7 +14,7 @@ ART=$CACHE/artifacts-$cfg
 mapfile -t MV < <(kmake_vars)
 rm -rf "$ART.new" && mkdir -p "$ART.new/modules" "$ART.new/tests"
 
-make -s -C "$TREE" O="$OUT" "${MV[@]}" headers_install >&2
+make -s -C "$OUT" "${MV[@]}" headers_install >&2
 log "building the test importer and the selftests"
 imp=$TREE/tools/testing/selftests/vfio/dmabuf_importer
 make -s -C "$OUT" "${MV[@]}" M="$imp" modules >&2

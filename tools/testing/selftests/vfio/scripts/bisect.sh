@@ -2,38 +2,36 @@
 # SPDX-License-Identifier: GPL-2.0
 # bisect.sh: builds the kernel after each patch of the series, in order, so
 # that every patch builds on its own (git bisect can stop anywhere).  The
-# config is the benchmark guest's (configs/bench.config: the feature on, no
-# debug options); a symbol a patch does not define yet (CONFIG_VFIO_PCI_DMABUF
-# before its Kconfig patch) is left out until it is.  Warnings fail a patch
-# as errors do.  Prints one line per patch.
+# config is the test kernel's (configs/test.config: the feature on, the
+# debug options); a symbol a patch does not define yet
+# (CONFIG_VFIO_PCI_DMABUF before its Kconfig patch) is left out until it
+# is.  Warnings fail a patch as errors do.  Prints one line per patch.
 #
-# The builds are incremental, in $CACHE/bisect/<the base's name>/: one work
-# tree of the integration tree's repository (src/, a git worktree) checked
-# out at each patch in turn, one build directory (build/).  A tree state
-# that built before with the same config is not built again (checked), so a
-# run after an edit builds from the first patch it changed.
-# Patches that change only Documentation/, MAINTAINERS or tools/ give the
-# kernel build nothing new and are not built.
+# The builds are incremental and are the test kernel's: one work tree of
+# the integration tree's repository (bisect_worktree, in $CACHE/bisect/<the
+# base's name>/src) checked out at each patch in turn, built into
+# $CACHE/build-test, where build.sh then builds the series' head -- the last
+# of these states -- for the guests.  So a fresh machine builds the kernel
+# once, from the first patch on, not once per config.  A tree state that
+# built before with the same config is not built again (checked), so a run
+# after an edit builds from the first patch it changed.  Patches that change
+# only Documentation/, MAINTAINERS or tools/ give the kernel build nothing
+# new and are not built.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 TREE=$("$SELFTEST_DIR/scripts/tree.sh")
+WT=$(bisect_worktree "$TREE")
 B=$(bisect_dir "$TREE")
-WT=$B/src
-OUT=$B/build
+OUT=$CACHE/build-test
+FRAG=$CACHE/build-test.fragment
 mapfile -t MV < <(kmake_vars)
 git() { command git -c advice.detachedHead=false "$@"; }
 
-if [ "$(cat "$B/tree" 2>/dev/null)" != "$TREE" ]; then
-	git -C "$TREE" worktree remove --force "$WT" 2>/dev/null || true
-	rm -rf "$B" && mkdir -p "$B"
-	git -C "$TREE" worktree prune
-	log "bisect: checking out a work tree of $TREE (once)"
-	ticking "checking out $WT" git -C "$TREE" worktree add -q --detach "$WT" harness-base
-	echo "$TREE" > "$B/tree"
-fi
+# the benchmark config's build directory of earlier versions of this script
+rm -rf "$B/build"
 mkdir -p "$OUT"
-config_fragment "$SELFTEST_DIR/configs/bench.config" > "$B/fragment"
+config_fragment "$SELFTEST_DIR/configs/test.config" > "$FRAG"
 touch "$B/checked"
 
 mapfile -t commits < <(git -C "$TREE" rev-list --reverse harness-base..HEAD)
@@ -53,11 +51,9 @@ for c in "${commits[@]}"; do
 	fi
 	git -C "$WT" checkout -q --detach "$c"
 	# Kconfig files or the fragment changed: configure again.
-	config_id=$( { echo "${state#* }"
-		git -C "$WT" ls-tree -r HEAD | awk '$4 ~ /(^|\/)Kconfig[^\/]*$/ { print $3 }'
-	} | sha1sum | cut -c1-40)
+	config_id=$(config_stamp "$WT" "$FRAG")
 	if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$config_id" ]; then
-		if ! kconfig_apply "$WT" "$OUT" "$B/fragment" --defined; then
+		if ! kconfig_apply "$WT" "$OUT" "$FRAG" --defined; then
 			echo "$what: FAILS: the config fragment does not apply"
 			bad=1
 			break

@@ -1,10 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # build.sh CONFIG [make targets...]
-# Configure (when the fragment changed) and build the integration tree out of
-# tree in $CACHE/build-CONFIG.  CONFIG names a fragment in configs/ (applied on
-# top of allnoconfig); every symbol the fragment sets is checked afterwards, so
-# a dependency that silently dropped an option stops the build.
+# Configure (when the fragment or a Kconfig file changed) and build the
+# integration tree out of tree in $CACHE/build-CONFIG.  CONFIG names a
+# fragment in configs/ (applied on top of allnoconfig); every symbol the
+# fragment sets is checked afterwards, so a dependency that silently dropped
+# an option stops the build.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -20,13 +21,21 @@ OUT=$CACHE/build-$cfg
 mkdir -p "$OUT"
 mapfile -t MV < <(kmake_vars)
 
-stamp=$( (cat "$frag"; cat "$TREE/.harness-series"
-	find "$TREE/drivers/vfio/pci" -name Kconfig -exec cat {} +) | sha1sum | cut -c1-40)
+# The test kernel is built where bisect.sh builds the series patch by patch
+# (its work tree, the same build directory): at the series' head it is the
+# last of those states, so neither is built twice.
+SRC=$TREE
+if [ "$cfg" = test ]; then
+	SRC=$(bisect_worktree "$TREE")
+	git -C "$SRC" -c advice.detachedHead=false checkout -q --detach \
+		"$(git -C "$TREE" rev-parse HEAD)"
+fi
+stamp=$(config_stamp "$SRC" "$frag")
 if [ "$(cat "$OUT/.harness-config" 2>/dev/null)" != "$stamp" ]; then
 	log "configuring $cfg"
-	kconfig_apply "$TREE" "$OUT" "$frag" || die "config fragment $cfg does not apply"
+	kconfig_apply "$SRC" "$OUT" "$frag" || die "config fragment $cfg does not apply"
 	echo "$stamp" > "$OUT/.harness-config"
 fi
 log "building $cfg ${*:-(all)}"
-make -C "$TREE" O="$OUT" "${MV[@]}" -j"$JOBS" --no-print-directory "$@" 2>&1 |
+make -C "$SRC" O="$OUT" "${MV[@]}" -j"$JOBS" --no-print-directory "$@" 2>&1 |
 	kbuild_progress "building $cfg"

@@ -61,7 +61,7 @@ check "rustfmt" /usr/bin/rustfmt --check --edition 2021 \
 	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs \
 	"$SELFTEST_DIR"/ranges/fuzz/fuzz_targets/*.rs
 check "clippy, warnings as errors" \
-	make -s -C "$TREE" O="$CACHE/build-test" "${MV[@]}" CLIPPY=1 \
+	make -s -C "$CACHE/build-test" "${MV[@]}" CLIPPY=1 \
 	KRUSTFLAGS=-Dwarnings drivers/vfio/pci/vfio_pci_dmabuf.o
 check "checkpatch --strict of the C" \
 	"$TREE/scripts/checkpatch.pl" --strict --no-tree -q -f \
@@ -78,7 +78,7 @@ check "the whole series: git am on the base, checkpatch --strict of each patch" 
 	"$SELFTEST_DIR/scripts/series.sh" "$CACHE/series"
 # One line per patch; the build's progress goes to logs/bisect.txt (logs/*.log
 # are guest consoles).
-check --show "the series builds after each patch (the benchmark's config, warnings fail)" \
+check --show "the series builds after each patch (the test kernel's config, warnings fail)" \
 	bash -c '"$1" 2> "$2" || { tail -n 20 "$2"; exit 1; }' _ \
 	"$SELFTEST_DIR/scripts/bisect.sh" "$CACHE/logs/bisect.txt"
 # The second base: the neighbouring 6.12.y of the archive (the newest one

@@ -213,18 +213,44 @@ builds_kernel() {
 		has -v '^\(Documentation/\|MAINTAINERS$\|tools/\)'
 }
 
-# bisect_dir TREE: where bisect.sh builds the series applied to TREE; its
-# checked file lists the bisect_state of every tree that built there.
+# bisect_dir TREE: where bisect.sh builds the series applied to TREE patch by
+# patch: a git work tree of TREE's repository (src/; the test kernel is built
+# there, at the series' head, into $CACHE/build-test) and the checked file,
+# which lists the bisect_state of every tree state that built.
 bisect_dir() {
 	echo "$CACHE/bisect/${1##*/}"
 }
 
+# bisect_worktree TREE: prints the work tree of bisect_dir, created once from
+# TREE's repository (again when TREE is another tree).
+bisect_worktree() {
+	local b
+	b=$(bisect_dir "$1")
+	if [ "$(cat "$b/tree" 2>/dev/null)" != "$1" ] || ! [ -d "$b/src" ]; then
+		git -C "$1" worktree remove --force "$b/src" 2>/dev/null || true
+		rm -rf "$b" && mkdir -p "$b"
+		git -C "$1" worktree prune
+		ticking "checking out a work tree of $1 for the test kernel (once)" \
+			git -C "$1" worktree add -q --detach "$b/src" harness-base >&2
+		echo "$1" > "$b/tree"
+	fi
+	echo "$b/src"
+}
+
 # bisect_state REPO COMMIT: what bisect.sh records (in its checked file) once
-# COMMIT's tree has built with the benchmark's config: the tree's and the
+# COMMIT's tree has built with the test kernel's config: the tree's and the
 # config fragment's ids.
 bisect_state() {
 	echo "$(git -C "$1" rev-parse "$2^{tree}")" \
-		"$(config_fragment "$SELFTEST_DIR/configs/bench.config" | sha1sum | cut -c1-40)"
+		"$(config_fragment "$SELFTEST_DIR/configs/test.config" | sha1sum | cut -c1-40)"
+}
+
+# config_stamp SRC FRAGMENT: the id of a configuration: the fragment and the
+# Kconfig files of SRC's checked-out commit.  A build directory configured
+# with another id is configured again.
+config_stamp() {
+	{ cat "$2"; git -C "$1" ls-tree -r HEAD |
+		awk '$4 ~ /(^|\/)Kconfig[^\/]*$/ { print $3 }'; } | sha1sum | cut -c1-40
 }
 
 # Debian trixie and trixie-backports, for what the test command takes from

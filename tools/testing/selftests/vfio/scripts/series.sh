@@ -161,8 +161,8 @@ for c in $(git rev-list harness-base..HEAD); do
 done
 if [ $unbuilt = 0 ]; then
 	bisect="Each of the $built patches that change what the kernel build reads
-was built on its own, in order (the benchmark guest's config, warnings
-failing; CONFIG_VFIO_PCI_DMABUF from the patch that adds it)."
+was built on its own, in order (the test kernel's config, debug options
+on, warnings failing; CONFIG_VFIO_PCI_DMABUF from the patch that adds it)."
 else
 	bisect="$unbuilt of the $((built + unbuilt)) patches that change what the kernel
 build reads have not been built on their own yet (the test command does it)."
