@@ -3,9 +3,10 @@
 # The vfio-pci dma-buf exporter's harness: one entry point.
 #
 #   run.sh test     set up the machine, build the kernel with this repository
-#                   in it, run the host checks and every selftest in every
-#                   guest scenario; ends with "N passed, N failed, N skipped"
-#                   and exits non-zero on any failure
+#                   in it (after each patch of the series), run the host
+#                   checks and every selftest in every guest scenario, one
+#                   guest per core at a time; ends with the counts of test
+#                   cases and harness checks, non-zero on any failure
 #   run.sh demo     boot one guest and walk through a multi-range dma-buf:
 #                   create, import, segments, reset, revocation, restoration
 #   run.sh bench [SCENARIO]
@@ -26,32 +27,67 @@
 # Environment: KDIR=<kernel tree> to start from your own 6.12 tree instead of
 # Debian's linux-source-6.12; VFIO_DMABUF_CACHE=<dir> (default
 # ~/.cache/vfio-dmabuf) for the trees, builds and logs; SCENARIOS="..." to
-# run a subset; VM_TIMEOUT=<s> per guest (default 900).
+# run a subset; VM_TIMEOUT=<s> per guest (default 900); GUEST_LANES=<n>
+# guests at a time (default: the number of cores).
 set -euo pipefail
 . "$(dirname "$0")/scripts/lib.sh"
 
-ALL_SCENARIOS="switch-noiommu switch-iommu rootport-iommu rootport-noiommu rootport-refused"
+# Longest first: guests run side by side (see cmd_test), and a long one
+# started last would run alone at the end.
+ALL_SCENARIOS="rootport-iommu switch-iommu rootport-noiommu switch-noiommu rootport-refused"
+
+# boot SCENARIO ARTIFACTS LOGS: one guest of the test command
+boot() {
+	log "booting $1"
+	if [ "$1" = upstream ]; then
+		# the oracle: the same UAPI program on upstream Linux
+		"$SELFTEST_DIR/scripts/vm.sh" upstream \
+			"$("$SELFTEST_DIR/scripts/oracle.sh" artifacts "$2")" \
+			"$3/$1.log" vfio_dmabuf_uapi
+	else
+		"$SELFTEST_DIR/scripts/vm.sh" "$1" "$2" "$3/$1.log"
+	fi
+	log "$1 done"
+}
 
 cmd_test() {
-	local art logs start=$SECONDS host p f s
+	local art logs start=$SECONDS host p f s hp hf sc hc pid lanes n
+	local -A running=()
 	"$SELFTEST_DIR/scripts/setup.sh"
+	# The kernel after each patch of the series (the host checks report
+	# it): the test kernel is the last of those builds.
+	"$SELFTEST_DIR/scripts/bisect.sh" >&2 ||
+		log "a patch of the series does not build on its own (see the host checks)"
 	art=$("$SELFTEST_DIR/scripts/artifacts.sh" test)
 	log "kernel and test programs built in $((SECONDS - start)) s"
 	logs=$CACHE/logs
 	rm -rf "$logs" && mkdir -p "$logs"
 
-	host=$("$SELFTEST_DIR/scripts/host_checks.sh")
+	# A TCG guest runs on one host thread (vm.sh): GUEST_LANES guests at
+	# a time, one per core by default, and the host checks beside them,
+	# niced so that they take what the guests leave (the guests' timers
+	# run in host time).
+	lanes=${GUEST_LANES:-$(nproc)}
+	nice -n 10 "$SELFTEST_DIR/scripts/host_checks.sh" > "$logs/host.txt" &
+	hc=$!
 	for sc in ${SCENARIOS:-$ALL_SCENARIOS upstream}; do
-		log "booting $sc"
-		if [ "$sc" = upstream ]; then
-			# the oracle: the same UAPI program on upstream Linux
-			"$SELFTEST_DIR/scripts/vm.sh" upstream \
-				"$("$SELFTEST_DIR/scripts/oracle.sh" artifacts "$art")" \
-				"$logs/$sc.log" vfio_dmabuf_uapi
-		else
-			"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$logs/$sc.log"
-		fi
+		while [ ${#running[@]} -ge "$lanes" ]; do
+			sleep 2
+			for pid in "${!running[@]}"; do
+				kill -0 "$pid" 2>/dev/null || unset "running[$pid]"
+			done
+		done
+		boot "$sc" "$art" "$logs" &
+		running[$!]=$sc
 	done
+	wait "${!running[@]}" || true
+	wait "$hc" || true
+	host=$(cat "$logs/host.txt")
+	# host_checks.sh dying half-way must not pass for fewer checks
+	n=$(grep -c '^check ' "$SELFTEST_DIR/scripts/host_checks.sh")
+	[ "$(grep -cE '^(not )?ok host: ' <<<"$host")" = "$n" ] ||
+		host+=$'\n'"not ok host: every one of the $n host checks reported"
+	log "guests and host checks done, $((SECONDS - start)) s"
 	{
 		printf '%s\n' "$host"
 		python3 "$SELFTEST_DIR/scripts/report.py" \
@@ -113,5 +149,5 @@ demo) shift; cmd_demo "$@" ;;
 bench) shift; cmd_bench "$@" ;;
 series) shift; "$SELFTEST_DIR/scripts/setup.sh"; "$SELFTEST_DIR/scripts/series.sh" "$@" ;;
 vng) shift; cmd_vng "$@" ;;
-*) sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
