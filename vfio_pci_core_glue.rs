@@ -46,6 +46,7 @@ extern "C" {
     fn vfio_pci_dmabuf_shim_export_allowed(vdev: *mut bindings::vfio_pci_core_device) -> bool;
     fn vfio_pci_dmabuf_shim_is_open(vdev: *mut bindings::vfio_pci_core_device) -> bool;
     fn vfio_pci_dmabuf_shim_bar_usable(vdev: *mut bindings::vfio_pci_core_device) -> bool;
+    fn vfio_pci_dmabuf_shim_assert_memory_locked(vdev: *mut bindings::vfio_pci_core_device);
     fn vfio_pci_dmabuf_shim_bar(
         pdev: *mut bindings::pci_dev,
         bar: c_int,
@@ -255,8 +256,11 @@ impl<'a> MemoryLocked<'a> {
     /// # Safety
     ///
     /// The caller holds `dev`'s `memory_lock` for writing for as long as the
-    /// returned value lives.
+    /// returned value lives. Lockdep checks that it is held now.
     pub(crate) unsafe fn assume(dev: &'a CoreDevice) -> Self {
+        // SAFETY: Valid device; only asserts (lockdep) that its memory_lock
+        // is held for writing.
+        unsafe { vfio_pci_dmabuf_shim_assert_memory_locked(dev.as_raw()) };
         MemoryLocked(dev)
     }
 
@@ -361,6 +365,12 @@ impl<'a> MemoryLocked<'a> {
 /// importers that unmap after `move_notify` returned.
 pub(crate) struct Mappings(Opaque<bindings::atomic_t>);
 
+// SAFETY: The counter is only read and changed with atomic operations
+// (`atomic_inc`/`atomic_dec_and_test`), from any task.
+unsafe impl Send for Mappings {}
+// SAFETY: As for `Send`: every access through `&Mappings` is atomic.
+unsafe impl Sync for Mappings {}
+
 impl Mappings {
     pub(crate) fn new() -> Self {
         Mappings(Opaque::new(bindings::atomic_t { counter: 0 }))
@@ -394,6 +404,14 @@ pub(crate) struct DeviceLink {
     node: Opaque<bindings::list_head>,
     reg: core::cell::UnsafeCell<Option<Registration>>,
 }
+
+// SAFETY: The list node and the registration change only with the device's
+// `memory_lock` held for writing and the owner's lock (type invariant), and
+// are read under one of them (`MemoryLocked`, and the `unsafe` readers'
+// contracts); `Registration` is `Send`.
+unsafe impl Send for DeviceLink {}
+// SAFETY: As for `Send`: shared access goes through those locks.
+unsafe impl Sync for DeviceLink {}
 
 impl DeviceLink {
     /// An entry on no list.
@@ -590,15 +608,21 @@ impl Device {
 
     /// Maps `len` bytes of MMIO at CPU physical address `phys` for DMA by this
     /// device (`dma_map_resource()`); returns the DMA address.
-    pub(crate) fn map_resource(
+    ///
+    /// # Safety
+    ///
+    /// `phys .. phys + len` lies in a memory BAR that the caller has claimed
+    /// and keeps claimed until it undoes the mapping with
+    /// [`Self::unmap_resource`]: the device is given DMA access to it.
+    pub(crate) unsafe fn map_resource(
         &self,
         phys: u64,
         len: u64,
         dir: bindings::dma_data_direction,
     ) -> Result<u64> {
         let len = usize::try_from(len)?;
-        // SAFETY: Valid device. Mapping MMIO has no memory-safety
-        // requirement; the caller unmaps with `unmap_resource`.
+        // SAFETY: Valid device; per the caller, MMIO of a claimed BAR, unmapped
+        // with `unmap_resource`.
         let addr = unsafe {
             bindings::dma_map_resource(
                 self.as_raw(),
@@ -672,9 +696,20 @@ impl Device {
     }
 
     /// Undoes one [`Self::map_resource`] of `len` bytes at `addr`.
-    pub(crate) fn unmap_resource(&self, addr: u64, len: u64, dir: bindings::dma_data_direction) {
+    ///
+    /// # Safety
+    ///
+    /// `(addr, len, dir)` is a mapping that [`Self::map_resource`] made for
+    /// this device and that is not unmapped yet; it is unmapped once (a
+    /// second unmap would free another mapping's IOVA).
+    pub(crate) unsafe fn unmap_resource(
+        &self,
+        addr: u64,
+        len: u64,
+        dir: bindings::dma_data_direction,
+    ) {
         // SAFETY: Valid device; (addr, len, dir) is a mapping made by
-        // `map_resource` (caller's contract), unmapped once.
+        // `map_resource`, unmapped once (caller's contract).
         unsafe {
             bindings::dma_unmap_resource(
                 self.as_raw(),
@@ -707,9 +742,16 @@ impl IovaRange<'_> {
 
     /// Maps `len` bytes of MMIO at CPU physical address `phys` right after
     /// what is linked (`dma_iova_link()`); on failure nothing of them is.
-    pub(crate) fn link(&mut self, phys: u64, len: u64) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// `phys .. phys + len` lies in a memory BAR that the caller has claimed
+    /// and keeps claimed until the range is destroyed: the device is given
+    /// DMA access to it.
+    pub(crate) unsafe fn link(&mut self, phys: u64, len: u64) -> Result {
         // SAFETY: Valid device; the range is reserved for it and the link's
-        // bounds are checked by `dma_iova_link()`.
+        // bounds are checked by `dma_iova_link()`; MMIO of a claimed BAR
+        // (caller's contract).
         to_result(unsafe {
             vfio_pci_dmabuf_shim_iova_link(
                 self.dev.as_raw(),
@@ -1040,7 +1082,15 @@ impl SgTableBuilder {
     }
 
     /// Fills the next entry.
-    pub(crate) fn push(&mut self, addr: u64, len: u32, bus_address: bool) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// `addr .. addr + len` is a DMA address range of the importer the table
+    /// is for that reaches MMIO of a memory BAR the caller has claimed (its
+    /// PCI bus address when `bus_address`, else mapped for the importer),
+    /// and stays so for as long as the table is lent to the importer: the
+    /// importer will DMA to it.
+    pub(crate) unsafe fn push(&mut self, addr: u64, len: u32, bus_address: bool) -> Result {
         if self.left == 0 || self.next.is_null() {
             return Err(EINVAL);
         }
@@ -1161,13 +1211,21 @@ impl Fault {
     }
 
     /// Maps the faulting page to page frame `pfn` (`vmf_insert_pfn()`).
-    pub(crate) fn insert_pfn(&self, pfn: u64) -> FaultResult {
+    ///
+    /// # Safety
+    ///
+    /// `pfn` is a page of a memory BAR that the caller has claimed and that
+    /// decodes (the device's `memory_lock` held for reading): never RAM,
+    /// which user space would then reach.  The mapping is zapped before the
+    /// BAR stops decoding or is released.
+    pub(crate) unsafe fn insert_pfn(&self, pfn: u64) -> FaultResult {
         let Ok(pfn) = usize::try_from(pfn) else {
             return FAULT_SIGBUS;
         };
         // SAFETY: Valid fault of a `VM_PFNMAP` mapping set up by
         // [`Vma`]'s owner through `vfio_pci_dmabuf_shim_mmap_setup()`; the
-        // mmap lock is held by the fault path.
+        // mmap lock is held by the fault path; `pfn` is a decoding page of a
+        // claimed BAR (caller's contract).
         unsafe {
             let vmf = &*self.0.get();
             bindings::vmf_insert_pfn(vmf.__bindgen_anon_1.vma, vmf.__bindgen_anon_1.address, pfn)
@@ -1178,8 +1236,9 @@ impl Fault {
 /// The exporter of a dma-buf whose private data is a `Self`: the dma-buf ops
 /// as safe methods. Their C trampolines are in [`DmaBufOps`]. Pinning is
 /// refused (the memory is revocable); vmap is refused (no op), and CPU
-/// mappings get their pages from [`Self::fault`].
-pub(crate) trait Exporter: Sized {
+/// mappings get their pages from [`Self::fault`]. The ops run in any task,
+/// concurrently, each with `&Self`: an exporter is `Send + Sync`.
+pub(crate) trait Exporter: Sized + Send + Sync {
     /// The exporter's ops table, a `static` of [`DmaBufOpsTable::of`]: its
     /// address tells this exporter's dma-bufs from any other's.
     fn ops() -> &'static DmaBufOpsTable;

@@ -356,23 +356,36 @@ fn map_one_iova(
         return Err(E2BIG);
     }
     for (i, run) in runs(&buffer.ranges).enumerate() {
-        iova.link(buffer.bar.phys + run.offset, run.length)
-            .map_err(|_| ENOMEM)?;
+        // SAFETY: A run of the buffer's ranges, which lie in its BAR
+        // (checked at create). The BAR is claimed while the buffer is not
+        // revoked (the device open), which `map_table` checked under the
+        // reservation lock; a revocation, before the device lets the BAR go,
+        // waits for the importers' unmaps.
+        unsafe { iova.link(buffer.bar.phys + run.offset, run.length) }.map_err(|_| ENOMEM)?;
         resched_every(i);
     }
     iova.sync().map_err(|_| ENOMEM)?;
-    let table = segment_table(
-        count,
-        Segments::new(iova.addr(), buffer.size, limits),
-        false,
-    )?;
+    // SAFETY: The segments of the IOVA range just linked, for this importer,
+    // whose every byte maps the buffer's BAR (above).
+    let table = unsafe {
+        segment_table(
+            count,
+            Segments::new(iova.addr(), buffer.size, limits),
+            false,
+        )
+    }?;
     iova.keep();
     Ok(table)
 }
 
 /// The importer's table of the `count` segments `segments` yields (counted
 /// with [`segment_count`]); `E2BIG` for more than [`MAX_SEGMENTS`].
-fn segment_table(
+///
+/// # Safety
+///
+/// Every segment is a DMA address range of the importer reaching the
+/// buffer's BAR, as [`SgTableBuilder::push`] requires.
+unsafe fn segment_table(
     count: u64,
     segments: impl Iterator<Item = (u64, u32)>,
     bus_addr: bool,
@@ -382,7 +395,8 @@ fn segment_table(
     }
     let mut table = SgTableBuilder::new(usize::try_from(count).map_err(|_| E2BIG)?)?;
     for (i, (addr, len)) in segments.enumerate() {
-        table.push(addr, len, bus_addr)?;
+        // SAFETY: A segment of `segments` (caller's contract).
+        unsafe { table.push(addr, len, bus_addr) }?;
         resched_every(i);
     }
     table.finish()
@@ -434,12 +448,18 @@ fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> 
     }
     let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
         for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
-            dev.unmap_resource(*addr, run.length, dir);
+            // SAFETY: Mapped below for this run, unmapped here once (the
+            // guard runs on failure only).
+            unsafe { dev.unmap_resource(*addr, run.length, dir) };
         }
     });
     if !bus_path {
         for (i, run) in runs(&buffer.ranges).enumerate() {
-            let addr = dev.map_resource(buffer.bar.phys + run.offset, run.length, dir)?;
+            // SAFETY: A run of the buffer's ranges, in its BAR (checked at
+            // create), claimed while the buffer is not revoked (checked
+            // above, as for `map_one_iova`); unmapped by the guard above or
+            // by `unmap_table`.
+            let addr = unsafe { dev.map_resource(buffer.bar.phys + run.offset, run.length, dir) }?;
             mapped.push(addr, GFP_KERNEL_ACCOUNT)?;
             resched_every(i);
         }
@@ -462,7 +482,10 @@ fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> 
         resched_every(i);
     }
     let segments = run_addrs().flat_map(|(addr, length)| Segments::new(addr, length, limits));
-    let table = segment_table(count, segments, bus_path)?;
+    // SAFETY: Each run's bus address in the BAR, which the importer reaches
+    // through the switch (the path checked at attach), or its address mapped
+    // for the importer just above.
+    let table = unsafe { segment_table(count, segments, bus_path) }?;
     mapped.dismiss();
     Ok(table)
 }
@@ -498,7 +521,9 @@ fn unmap_table(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_
                 None => break,
             }
         }
-        attach.dev().unmap_resource(addr, run.length, dir);
+        // SAFETY: `map_table` mapped this run for this device at the run's
+        // first entry; the dma-buf core unmaps a table once.
+        unsafe { attach.dev().unmap_resource(addr, run.length, dir) };
     }
 }
 
@@ -617,7 +642,11 @@ impl Exporter for Buffer {
             if buffer.revoked.load(Ordering::Relaxed) {
                 FAULT_SIGBUS
             } else {
-                fault.insert_pfn((buffer.bar.phys + offset) / page)
+                // SAFETY: A page of the buffer's ranges, in its BAR (checked
+                // at create). Not revoked, under `memory_lock` held for
+                // reading: the device is open, the BAR claimed and decoding;
+                // every revocation zaps the buffer's CPU mappings.
+                unsafe { fault.insert_pfn((buffer.bar.phys + offset) / page) }
             }
         })
     }

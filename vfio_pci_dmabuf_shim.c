@@ -68,7 +68,14 @@ bool vfio_pci_dmabuf_shim_is_open(struct vfio_pci_core_device *vdev)
 /* Caller holds vdev->memory_lock and the device is open (vconfig is set). */
 bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev)
 {
+	lockdep_assert_held(&vdev->memory_lock);
 	return !vdev->pm_runtime_engaged && __vfio_pci_memory_enabled(vdev);
+}
+
+/* What the exporter's proof of the held memory_lock assumes, checked. */
+void vfio_pci_dmabuf_shim_assert_memory_locked(struct vfio_pci_core_device *vdev)
+{
+	lockdep_assert_held_write(&vdev->memory_lock);
 }
 
 /*
