@@ -13,8 +13,10 @@
 #                   build a kernel without debug options and run the
 #                   benchmark (vfio_dmabuf_bench) in SCENARIO (default
 #                   switch-noiommu: bus addresses; rootport-iommu: through
-#                   the host bridge and an IOMMU); prints its tables (see
-#                   BENCHMARKS.md)
+#                   the host bridge and an IOMMU); prints its tables
+#   run.sh benchmarks
+#                   the benchmark in switch-noiommu, rootport-iommu and
+#                   switch-iommu, and BENCHMARKS.md written from that run
 #   run.sh series [DIR]
 #                   write the whole feature as one patch series for the
 #                   base tree, with a cover letter, into DIR (default
@@ -117,17 +119,47 @@ cmd_demo() {
 		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
 }
 
-cmd_bench() {
-	local art sc=${1:-switch-noiommu} log
-	"$SELFTEST_DIR/scripts/setup.sh"
-	art=$("$SELFTEST_DIR/scripts/artifacts.sh" bench)
-	log=$CACHE/logs/bench-$sc.log
+# bench_guest SCENARIO ARTIFACTS LOG: the benchmark in one guest; prints its
+# output and fails on a failed check of it.
+bench_guest() {
 	VM_TIMEOUT=${VM_TIMEOUT:-3600} \
 	VM_APPEND="vfio_dmabuf.bench=full udmabuf.list_limit=262144 udmabuf.size_limit_mb=1024" \
-		"$SELFTEST_DIR/scripts/vm.sh" "$sc" "$art" "$log" vfio_dmabuf_bench
-	sed -n '/### BEGIN vfio_dmabuf_bench/,/### END/p' "$log" |
+		"$SELFTEST_DIR/scripts/vm.sh" "$1" "$2" "$3" vfio_dmabuf_bench
+	sed -n '/### BEGIN vfio_dmabuf_bench/,/### END/p' "$3" |
 		grep -v '^\[ *[0-9.]*\] ' | sed '1d;$d'
-	grep -q '^ok 1 benchmark' "$log"
+	grep -q '^ok 1 benchmark' "$3"
+}
+
+cmd_bench() {
+	local art sc=${1:-switch-noiommu}
+	"$SELFTEST_DIR/scripts/setup.sh"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" bench)
+	bench_guest "$sc" "$art" "$CACHE/logs/bench-$sc.log"
+}
+
+# The benchmark in the three guests whose paths it compares, one after
+# another, and BENCHMARKS.md written from that one run (scripts/benchmarks.py).
+cmd_benchmarks() {
+	local art sc logs=$CACHE/logs/benchmarks start=$SECONDS rc=0 runs=() about built
+	"$SELFTEST_DIR/scripts/setup.sh"
+	art=$("$SELFTEST_DIR/scripts/artifacts.sh" bench)
+	built=$((SECONDS - start)) start=$SECONDS
+	rm -rf "$logs" && mkdir -p "$logs"
+	for sc in switch-noiommu rootport-iommu switch-iommu; do
+		log "benchmark in $sc"
+		bench_guest "$sc" "$art" "$logs/$sc.log" > /dev/null || rc=1
+		runs+=("$sc=$logs/$sc.log")
+	done
+	about="One run on $(date -u +%F) of commit $(git -C "$REPO" describe --always --dirty)"
+	about+=" of this repository on the base $(basename "$("$SELFTEST_DIR/scripts/tree.sh")")"
+	about+=", $(nproc) host cores: the bench kernel and programs built in $built s"
+	about+=" (incremental), the three guests took $((SECONDS - start)) s."
+	python3 "$SELFTEST_DIR/scripts/benchmarks.py" \
+		--command "tools/testing/selftests/vfio/run.sh benchmarks" --about "$about" \
+		"${runs[@]}" > "$logs/BENCHMARKS.md" || rc=1
+	cp "$logs/BENCHMARKS.md" "$SELFTEST_DIR/BENCHMARKS.md"
+	log "wrote $SELFTEST_DIR/BENCHMARKS.md (consoles: $logs)"
+	return $rc
 }
 
 cmd_vng() {
@@ -147,7 +179,8 @@ case "${1:-}" in
 test) shift; cmd_test "$@" ;;
 demo) shift; cmd_demo "$@" ;;
 bench) shift; cmd_bench "$@" ;;
+benchmarks) shift; cmd_benchmarks ;;
 series) shift; "$SELFTEST_DIR/scripts/setup.sh"; "$SELFTEST_DIR/scripts/series.sh" "$@" ;;
 vng) shift; cmd_vng "$@" ;;
-*) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
