@@ -155,7 +155,7 @@ cmd_benchmarks() {
 	about+=", $(nproc) host cores: the bench kernel and programs built in $built s"
 	about+=" (incremental), the three guests took $((SECONDS - start)) s."
 	python3 "$SELFTEST_DIR/scripts/benchmarks.py" \
-		--command "tools/testing/selftests/vfio/run.sh benchmarks" --about "$about" \
+		--command "${SELFTEST_DIR#"$REPO"/}/${0##*/} benchmarks" --about "$about" \
 		"${runs[@]}" > "$logs/BENCHMARKS.md" || rc=1
 	cp "$logs/BENCHMARKS.md" "$SELFTEST_DIR/BENCHMARKS.md"
 	log "wrote $SELFTEST_DIR/BENCHMARKS.md (consoles: $logs)"
