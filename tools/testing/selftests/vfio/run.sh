@@ -147,15 +147,15 @@ cmd_benchmarks() {
 	rm -rf "$logs" && mkdir -p "$logs"
 	for sc in switch-noiommu rootport-iommu switch-iommu; do
 		log "benchmark in $sc"
-		bench_guest "$sc" "$art" "$logs/$sc.log" > /dev/null || rc=1
-		runs+=("$sc=$logs/$sc.log")
+		bench_guest "$sc" "$art" "$logs/$sc.log" > "$logs/$sc.txt" || rc=1
+		runs+=("$sc=$logs/$sc.txt")
 	done
 	about="One run on $(date -u +%F) of commit $(git -C "$REPO" describe --always --dirty)"
 	about+=" of this repository on the base $(basename "$("$SELFTEST_DIR/scripts/tree.sh")")"
 	about+=", $(nproc) host cores: the bench kernel and programs built in $built s"
 	about+=" (incremental), the three guests took $((SECONDS - start)) s."
 	python3 "$SELFTEST_DIR/scripts/benchmarks.py" \
-		--command "${SELFTEST_DIR#"$REPO"/}/${0##*/} benchmarks" --about "$about" \
+		--runner "${SELFTEST_DIR#"$REPO"/}/${0##*/}" --about "$about" \
 		"${runs[@]}" > "$logs/BENCHMARKS.md" || rc=1
 	cp "$logs/BENCHMARKS.md" "$SELFTEST_DIR/BENCHMARKS.md"
 	log "wrote $SELFTEST_DIR/BENCHMARKS.md (consoles: $logs)"

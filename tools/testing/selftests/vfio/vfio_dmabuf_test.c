@@ -985,13 +985,12 @@ TEST_F(dmabuf, buffer_outlives_unbind)
  * gone); bound again (rescanned and bound), the device exports again.
  */
 static void __gone_while_open(struct __test_metadata *_metadata,
-			      struct _test_data_dmabuf *self, const char *how)
+			      struct _test_data_dmabuf *self, int removed)
 {
 	char irqbuf[sizeof(struct vfio_irq_set) + sizeof(int)];
 	struct vfio_irq_set *irq = (void *)irqbuf;
 	struct vfio_region_dma_range r = { 0, PAGE };
 	struct pollfd pfd = { .events = POLLIN };
-	int removed = !strcmp(how, "remove");
 	uint64_t requests = 0;
 	char bdf[32], path[96];
 	int buf, imp, status;
@@ -1057,12 +1056,12 @@ static void __gone_while_open(struct __test_metadata *_metadata,
 
 TEST_F(dmabuf, unbind_while_open)
 {
-	__gone_while_open(_metadata, self, "unbind");
+	__gone_while_open(_metadata, self, 0);
 }
 
 TEST_F(dmabuf, removed_while_open)
 {
-	__gone_while_open(_metadata, self, "remove");
+	__gone_while_open(_metadata, self, 1);
 }
 
 /*

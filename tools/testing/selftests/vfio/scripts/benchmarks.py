@@ -2,36 +2,23 @@
 # SPDX-License-Identifier: GPL-2.0
 """Writes BENCHMARKS.md from the consoles of one run of the benchmark.
 
-usage: benchmarks.py --command CMD --about TEXT SCENARIO=LOG...
+usage: benchmarks.py --runner RUN_SH --about TEXT SCENARIO=OUTPUT...
 
-Each LOG is a bench guest's console (scripts/vm.sh); the benchmark's output
-(between its BEGIN and END markers, kernel messages dropped) goes into the
-page verbatim, and every figure the page states in prose is computed here
-from those tables, so the page says what the one run measured and nothing
-else.  The page is not edited by hand: `run.sh benchmarks` writes it.
+Each OUTPUT is what the benchmark printed in one guest (run.sh's
+bench_guest); it goes into the page verbatim, and every figure the page
+states in prose is computed here from its tables, so the page says what the
+one run measured and nothing else.  The page is not edited by hand:
+`run.sh benchmarks` writes it.
 """
 import argparse
-import re
 import sys
 import textwrap
 
-KMSG = re.compile(r"^\[ *[0-9]+\.[0-9]+\] ")
-
 
 def bench_output(path):
-    """The benchmark's lines of a guest console."""
-    out, inside = [], False
+    """The benchmark's lines."""
     with open(path, errors="replace") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line.startswith("### BEGIN vfio_dmabuf_bench"):
-                inside = True
-                continue
-            if line.startswith("### END"):
-                inside = False
-                continue
-            if inside and not KMSG.match(line):
-                out.append(line)
+        out = f.read().splitlines()
     if not out:
         sys.exit(f"benchmarks.py: no benchmark output in {path}")
     return out
@@ -131,7 +118,7 @@ def range_bullets(out):
         b.append("**SG entries against the fewest the importer could get** "
                  "(the benchmark's own lines):\n\n"
                  + "\n".join("      " + ln for ln in entries))
-    rev = tables(out).get("Revocation: K buffers x A importers, seconds (median of 5)")
+    rev = tabs.get("Revocation: K buffers x A importers, seconds (median of 5)")
     if rev:
         rows = {(int(r[0]), int(r[1])): r for r in rev[1]}
         lo, hi = rows.get((0, 1)), rows.get(max(rows))
@@ -201,7 +188,7 @@ SCENARIOS = {
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--command", required=True)
+    ap.add_argument("--runner", required=True)
     ap.add_argument("--about", required=True)
     ap.add_argument("runs", nargs="+")
     a = ap.parse_args()
@@ -211,7 +198,7 @@ def main():
             fill("Command (builds the bench kernel, `configs/bench.config`: the test "
                  "kernel's config without debug options, and runs `vfio_dmabuf_bench` "
                  "in each guest below, one after another):"), "",
-            "    " + a.command, "",
+            f"    {a.runner} benchmarks", "",
             fill(a.about), "",
             fill("**Guests run under QEMU TCG emulation: absolute times mean little; "
             "compare ratios and growth within one table.** Variants: one buffer of "
@@ -238,7 +225,7 @@ def main():
             bullets.append("**The benchmark's checks failed**: "
                            + "; ".join(c.lstrip("# ") for c in checks) + ".")
         page += [f"## {title}", "", fill(about), "",
-                 f"    {a.command.split(' benchmarks')[0]} bench {sc}", "",
+                 f"    {a.runner} bench {sc}", "",
                  "### What it shows", ""]
         for bl in bullets:
             page.append(fill(bl, "* ", "  "))

@@ -23,15 +23,15 @@ set -euo pipefail
 TREE=$("$SELFTEST_DIR/scripts/tree.sh")
 WT=$(bisect_worktree "$TREE")
 B=$(bisect_dir "$TREE")
-OUT=$CACHE/build-test
-FRAG=$CACHE/build-test.fragment
+OUT=$CACHE/build-$WALK_CONFIG
+FRAG=$CACHE/build-$WALK_CONFIG.fragment
 mapfile -t MV < <(kmake_vars)
 git() { command git -c advice.detachedHead=false "$@"; }
 
 # the benchmark config's build directory of earlier versions of this script
 rm -rf "$B/build"
 mkdir -p "$OUT"
-config_fragment "$SELFTEST_DIR/configs/test.config" > "$FRAG"
+config_fragment "$SELFTEST_DIR/configs/$WALK_CONFIG.config" > "$FRAG"
 touch "$B/checked"
 
 mapfile -t commits < <(git -C "$TREE" rev-list --reverse harness-base..HEAD)

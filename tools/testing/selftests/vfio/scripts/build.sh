@@ -25,7 +25,7 @@ mapfile -t MV < <(kmake_vars)
 # (its work tree, the same build directory): at the series' head it is the
 # last of those states, so neither is built twice.
 SRC=$TREE
-if [ "$cfg" = test ]; then
+if [ "$cfg" = "$WALK_CONFIG" ]; then
 	SRC=$(bisect_worktree "$TREE")
 	git -C "$SRC" -c advice.detachedHead=false checkout -q --detach \
 		"$(git -C "$TREE" rev-parse HEAD)"

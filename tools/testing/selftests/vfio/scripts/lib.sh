@@ -213,6 +213,10 @@ builds_kernel() {
 		has -v '^\(Documentation/\|MAINTAINERS$\|tools/\)'
 }
 
+# The config bisect.sh builds every patch with: the test kernel's, in its
+# build directory (build-$WALK_CONFIG), whose last state is the test kernel.
+WALK_CONFIG=test
+
 # bisect_dir TREE: where bisect.sh builds the series applied to TREE patch by
 # patch: a git work tree of TREE's repository (src/; the test kernel is built
 # there, at the series' head, into $CACHE/build-test) and the checked file,
@@ -242,7 +246,8 @@ bisect_worktree() {
 # config fragment's ids.
 bisect_state() {
 	echo "$(git -C "$1" rev-parse "$2^{tree}")" \
-		"$(config_fragment "$SELFTEST_DIR/configs/test.config" | sha1sum | cut -c1-40)"
+		"$(config_fragment "$SELFTEST_DIR/configs/$WALK_CONFIG.config" |
+			sha1sum | cut -c1-40)"
 }
 
 # config_stamp SRC FRAGMENT: the id of a configuration: the fragment and the
