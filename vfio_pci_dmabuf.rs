@@ -33,7 +33,7 @@ use kernel::{
     bindings,
     ffi::{c_int, c_void},
     prelude::*,
-    types::ScopeGuard,
+    types::{ARef, ScopeGuard},
     uaccess::UserSlice,
 };
 
@@ -41,9 +41,10 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, Device, DeviceLink,
-    DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, Mappings, MemoryLocked,
-    PciDevRef, Registration, SgTable, SgTableBuilder, Vma, FAULT_SIGBUS,
+    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, DataDirection, Device,
+    DeviceLink, DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, Mappings,
+    MemoryLocked, NewAttachment, PciDev, Registration, SGTable, SgTableBuilder, VmaNew,
+    FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
     bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, Limits, Range, RangeError,
@@ -78,7 +79,7 @@ struct Buffer {
     revoked: AtomicBool,
     /// The dma-buf, set right after export.
     dmabuf: AtomicPtr<bindings::dma_buf>,
-    provider: PciDevRef,
+    provider: ARef<PciDev>,
     bar: Bar,
     ranges: KVVec<Range>,
     /// Where each range ends in the buffer, to find a faulting page's range.
@@ -208,7 +209,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             link: DeviceLink::new(),
             revoked: AtomicBool::new(true),
             dmabuf: AtomicPtr::new(core::ptr::null_mut()),
-            provider: dev.pdev().get(),
+            provider: dev.pdev().into(),
             bar,
             ranges: list,
             ends: range_ends,
@@ -345,8 +346,8 @@ fn map_one_iova(
     dev: &Device,
     buffer: &Buffer,
     limits: Limits,
-    dir: bindings::dma_data_direction,
-) -> Result<SgTable> {
+    dir: DataDirection,
+) -> Result<SGTable> {
     let first = buffer.ranges.first().ok_or(EINVAL)?;
     let mut iova = dev
         .iova_range(buffer.bar.phys + first.offset, buffer.size, dir)
@@ -389,7 +390,7 @@ unsafe fn segment_table(
     count: u64,
     segments: impl Iterator<Item = (u64, u32)>,
     bus_addr: bool,
-) -> Result<SgTable> {
+) -> Result<SGTable> {
     if count > MAX_SEGMENTS {
         return Err(E2BIG);
     }
@@ -405,7 +406,7 @@ unsafe fn segment_table(
 /// Builds the importer's table: one entry per segment of each contiguous
 /// run, at bus addresses or at addresses mapped through the DMA API; of
 /// the buffer's one IOVA range where an IOMMU translates.
-fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
+fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable> {
     let buffer = attach.dmabuf().data();
     if buffer.revoked.load(Ordering::Relaxed) {
         return Err(ENODEV);
@@ -492,7 +493,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> 
 
 /// Undoes `map`: the DMA API mappings of each run, or the buffer's IOVA
 /// range; the table is freed after.
-fn unmap_table(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
+fn unmap_table(attach: &Attachment<Buffer>, table: &SGTable, dir: DataDirection) {
     let buffer = attach.dmabuf().data();
     match map_path(attach) {
         Path::Bus | Path::NoTable => return,
@@ -537,7 +538,7 @@ impl Exporter for Buffer {
     /// Dynamic peer-to-peer importers only, while the buffer is usable; a
     /// PCI importer's path to the BAR is decided here, and one with none is
     /// refused.
-    fn attach(attach: &Attachment<Buffer>) -> Result {
+    fn attach(attach: &NewAttachment<'_, Buffer>) -> Result {
         let buffer = attach.dmabuf().data();
         if !attach.is_dynamic() || !attach.peer2peer() {
             return Err(eopnotsupp());
@@ -566,7 +567,7 @@ impl Exporter for Buffer {
 
     /// The importer's table of the buffer (see [`map_table`]), counted
     /// until it is unmapped: a revocation waits for that.
-    fn map(attach: &Attachment<Buffer>, dir: bindings::dma_data_direction) -> Result<SgTable> {
+    fn map(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable> {
         let table = map_table(attach, dir)?;
         attach.dmabuf().data().mappings.get();
         Ok(table)
@@ -576,7 +577,7 @@ impl Exporter for Buffer {
     /// left behind: on a lazy IOMMU domain the IOTLB is flushed now, not
     /// by the flush queue's timer. Then a revocation waiting for the last
     /// mapping may go on.
-    fn unmap(attach: &Attachment<Buffer>, table: &SgTable, dir: bindings::dma_data_direction) {
+    fn unmap(attach: &Attachment<Buffer>, table: &SGTable, dir: DataDirection) {
         unmap_table(attach, table, dir);
         if map_path(attach) != Path::Bus {
             attach.dev().flush_iotlb();
@@ -608,7 +609,7 @@ impl Exporter for Buffer {
     /// the file's mode (the VFS refuses `PROT_WRITE` on an `O_RDONLY` buffer,
     /// now and through `mprotect()`), sizes and offsets past the buffer are
     /// refused by the dma-buf core.
-    fn mmap(dmabuf: &DmaBuf<Buffer>, vma: &Vma) -> Result {
+    fn mmap(dmabuf: &DmaBuf<Buffer>, vma: &VmaNew) -> Result {
         if !vma.shared() {
             return Err(EINVAL);
         }
@@ -638,15 +639,16 @@ impl Exporter for Buffer {
         let Some(reg) = buffer.registration() else {
             return FAULT_SIGBUS;
         };
-        reg.dev().with_memory_lock_read(|| {
+        reg.dev().with_memory_lock_read(|locked| {
             if buffer.revoked.load(Ordering::Relaxed) {
                 FAULT_SIGBUS
             } else {
                 // SAFETY: A page of the buffer's ranges, in its BAR (checked
-                // at create). Not revoked, under `memory_lock` held for
-                // reading: the device is open, the BAR claimed and decoding;
-                // every revocation zaps the buffer's CPU mappings.
-                unsafe { fault.insert_pfn((buffer.bar.phys + offset) / page) }
+                // at create), of the device whose lock is held. Not revoked,
+                // under `memory_lock` held for reading: the device is open,
+                // the BAR claimed and decoding; every revocation zaps the
+                // buffer's CPU mappings.
+                unsafe { fault.insert_pfn(locked, (buffer.bar.phys + offset) / page) }
             }
         })
     }

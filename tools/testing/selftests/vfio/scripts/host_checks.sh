@@ -58,8 +58,8 @@ check "cargo fuzz of vfio_pci_dmabuf_ranges.rs, ${FUZZ_RUNS:=1000000} runs" \
 	ranges -- -runs="$3" -max_len=4096 -seed=1 ${FUZZ_ARGS:-} 2>&1 | tail -n 5' _ \
 	"$SELFTEST_DIR/ranges/fuzz" "$TOOLS/bin/cargo-fuzz" "$FUZZ_RUNS"
 check "rustfmt" /usr/bin/rustfmt --check --edition 2021 \
-	--config-path "$TREE/.rustfmt.toml" ./*.rs "$SELFTEST_DIR"/ranges/tests/*.rs \
-	"$SELFTEST_DIR"/ranges/fuzz/fuzz_targets/*.rs
+	--config-path "$TREE/.rustfmt.toml" ./*.rs ./vfio_pci_core_glue/*.rs \
+	"$SELFTEST_DIR"/ranges/tests/*.rs "$SELFTEST_DIR"/ranges/fuzz/fuzz_targets/*.rs
 check "clippy, warnings as errors" \
 	make -s -C "$CACHE/build-test" "${MV[@]}" CLIPPY=1 \
 	KRUSTFLAGS=-Dwarnings drivers/vfio/pci/vfio_pci_dmabuf.o

@@ -93,6 +93,7 @@ then nothing builds it.  The same file is unit-tested on the host (cargo
 test, property tests and a fuzz target) by the selftests' harness." \
 	$P/vfio_pci_dmabuf_ranges.rs
 
+mapfile -t glue < <(cd "$REPO" && ls vfio_pci_core_glue/*.rs | sed "s|^|$P/|")
 kbuild_apply . || die "cannot add the feature's lines to the base's Kbuild files"
 commit "vfio/pci: Export ranges of a BAR as a dma-buf (VFIO_DEVICE_FEATURE_DMA_BUF)
 
@@ -110,11 +111,12 @@ back when the BAR is usable again; closing the device revokes for good.
 Revocation waits for the importers' fences.
 
 The exporter is written in Rust (vfio_pci_dmabuf.rs, with the safe
-wrappers it needs over the C objects in vfio_pci_core_glue.rs); a small C
+wrappers it needs over the C objects in vfio_pci_core_glue.rs and its
+modules, one per kind of object); a small C
 shim (vfio_pci_dmabuf_shim.c) holds what Rust cannot reach in 6.12
 (inline helpers, THIS_MODULE, macros bindgen cannot evaluate)." \
 	$P/Kconfig $P/Makefile $P/vfio_pci_dmabuf.h $P/vfio_pci_dmabuf_shim.c \
-	$P/vfio_pci_core_glue.rs $P/vfio_pci_dmabuf.rs
+	$P/vfio_pci_core_glue.rs "${glue[@]}" $P/vfio_pci_dmabuf.rs
 
 commit "Documentation: vfio-pci: The dma-buf exporter for PCI BAR memory
 

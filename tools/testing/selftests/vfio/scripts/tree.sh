@@ -56,7 +56,7 @@ series_id=$(find "$REPO/patches" \( -name "*.patch" -o -name "*.diff" \) -print0
 cd "$REPO"
 tree_id=$( {
 	echo "$series_id"
-	ls ./*.c ./*.h ./*.rs 2>/dev/null
+	ls ./*.c ./*.h ./*.rs ./vfio_pci_core_glue/*.rs 2>/dev/null
 	git ls-files --cached --others --exclude-standard Documentation \
 		tools/testing/selftests/vfio
 } | while read -r f; do
