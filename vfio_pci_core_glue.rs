@@ -29,7 +29,7 @@ pub(crate) mod pci;
 pub(crate) mod scatterlist;
 pub(crate) mod vfio;
 
-pub(crate) use dma::{DataDirection, Device};
+pub(crate) use dma::{DataDirection, IovaMapping, IovaRange, ResourceMappings};
 pub(crate) use dma_buf::{Attachment, DmaBuf, DmaBufOpsTable, Exporter, FileRef, NewAttachment};
 pub(crate) use mm::{Fault, FaultResult, VmaNew, FAULT_SIGBUS};
 pub(crate) use pci::{Bar, PciDev};

@@ -14,6 +14,7 @@ struct device;
 struct dma_buf;
 struct dma_buf_attachment;
 struct dma_buf_ops;
+struct dma_iova_state;
 struct list_head;
 struct pci_dev;
 struct vfio_pci_core_device;
@@ -52,14 +53,22 @@ bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 				    bool translated);
 void vfio_pci_dmabuf_shim_cond_resched(void);
 bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev);
-bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev, u64 phys, u64 size,
-				     u64 *addr);
-int vfio_pci_dmabuf_shim_iova_link(struct device *dev, u64 addr, u64 size,
-				   u64 phys, u64 offset, u64 len,
+bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev,
+				     struct dma_iova_state *state, u64 phys,
+				     u64 size, u64 *addr);
+int vfio_pci_dmabuf_shim_iova_link(struct device *dev,
+				   struct dma_iova_state *state, u64 phys,
+				   u64 offset, u64 len,
 				   enum dma_data_direction dir);
-int vfio_pci_dmabuf_shim_iova_sync(struct device *dev, u64 addr, u64 size);
-void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
-				       u64 mapped, enum dma_data_direction dir);
+int vfio_pci_dmabuf_shim_iova_sync(struct device *dev,
+				   struct dma_iova_state *state);
+void vfio_pci_dmabuf_shim_iova_unlink_free(struct device *dev,
+					   struct dma_iova_state *state,
+					   u64 linked,
+					   enum dma_data_direction dir);
+void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev,
+				       struct dma_iova_state *state,
+				       enum dma_data_direction dir);
 void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
 				     const struct vm_operations_struct *ops,
 				     void *priv);

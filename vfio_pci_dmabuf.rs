@@ -33,7 +33,7 @@ use kernel::{
     bindings,
     ffi::{c_int, c_void},
     prelude::*,
-    types::{ARef, ScopeGuard},
+    types::ARef,
     uaccess::UserSlice,
 };
 
@@ -41,10 +41,10 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, DataDirection, Device,
-    DeviceLink, DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, Mappings,
-    MemoryLocked, NewAttachment, PciDev, Registration, SGTable, SgTableBuilder, VmaNew,
-    FAULT_SIGBUS,
+    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, DataDirection,
+    DeviceLink, DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, IovaMapping,
+    IovaRange, Mappings, MemoryLocked, NewAttachment, PciDev, Registration, ResourceMappings,
+    SGTable, SgTableBuilder, VmaNew, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
     bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, Limits, Range, RangeError,
@@ -336,22 +336,23 @@ fn map_path(attach: &Attachment<Buffer>) -> Path {
     }
 }
 
-/// `map` for [`Path::HostIova`]: one IOVA range of the buffer's size, the
-/// runs linked into it in buffer order and synchronised once; the table
-/// cuts it only at the importer's limits. A table of more than
-/// [`MAX_SEGMENTS`] entries is `E2BIG`, found before anything is linked.
-/// Any other failure undoes what was linked and frees the range: `ENOMEM`,
-/// also when no range is free.
-fn map_one_iova(
-    dev: &Device,
-    buffer: &Buffer,
-    limits: Limits,
-    dir: DataDirection,
-) -> Result<SGTable> {
-    let first = buffer.ranges.first().ok_or(EINVAL)?;
-    let mut iova = dev
-        .iova_range(buffer.bar.phys + first.offset, buffer.size, dir)
-        .ok_or(ENOMEM)?;
+/// What an importer's table keeps mapped, undone when the table is dropped
+/// (in `unmap`, or when a `map` fails half-way).
+enum Mapping {
+    /// PCI bus addresses: nothing to undo.
+    Bus,
+    /// One `dma_map_resource()` per contiguous run.
+    Runs(ResourceMappings),
+    /// The buffer's one IOVA range, held for its drop.
+    Iova { _range: IovaMapping },
+}
+
+/// `map` through an IOMMU with the buffer's one IOVA range, `iova`: the runs
+/// linked into it in buffer order and synchronised once; the table cuts it
+/// only at the importer's limits. A table of more than [`MAX_SEGMENTS`]
+/// entries is `E2BIG`, found before anything is linked. Any other failure
+/// undoes what was linked and frees the range: `ENOMEM`.
+fn map_one_iova(mut iova: IovaRange, buffer: &Buffer, limits: Limits) -> Result<SGTable<Mapping>> {
     let count = segment_count(iova.addr(), buffer.size, limits);
     if count > MAX_SEGMENTS {
         return Err(E2BIG);
@@ -361,36 +362,32 @@ fn map_one_iova(
         // (checked at create). The BAR is claimed while the buffer is not
         // revoked (the device open), which `map_table` checked under the
         // reservation lock; a revocation, before the device lets the BAR go,
-        // waits for the importers' unmaps.
+        // waits for the importers' unmaps, which drop the range.
         unsafe { iova.link(buffer.bar.phys + run.offset, run.length) }.map_err(|_| ENOMEM)?;
         resched_every(i);
     }
-    iova.sync().map_err(|_| ENOMEM)?;
-    // SAFETY: The segments of the IOVA range just linked, for this importer,
-    // whose every byte maps the buffer's BAR (above).
-    let table = unsafe {
-        segment_table(
-            count,
-            Segments::new(iova.addr(), buffer.size, limits),
-            false,
-        )
-    }?;
-    iova.keep();
-    Ok(table)
+    let iova = iova.sync().map_err(|_| ENOMEM)?;
+    let segments = Segments::new(iova.addr(), buffer.size, limits);
+    // SAFETY: The segments of the IOVA range just linked for this importer,
+    // whose every byte maps the buffer's BAR (above), kept by the table.
+    let table = unsafe { segment_table(count, segments, false) }?;
+    table.finish(Mapping::Iova { _range: iova })
 }
 
 /// The importer's table of the `count` segments `segments` yields (counted
-/// with [`segment_count`]); `E2BIG` for more than [`MAX_SEGMENTS`].
+/// with [`segment_count`]), filled, for [`SgTableBuilder::finish`] to give
+/// the mapping they belong to; `E2BIG` for more than [`MAX_SEGMENTS`].
 ///
 /// # Safety
 ///
 /// Every segment is a DMA address range of the importer reaching the
-/// buffer's BAR, as [`SgTableBuilder::push`] requires.
+/// buffer's BAR for as long as the mapping the table will own lives, as
+/// [`SgTableBuilder::push`] requires.
 unsafe fn segment_table(
     count: u64,
     segments: impl Iterator<Item = (u64, u32)>,
     bus_addr: bool,
-) -> Result<SGTable> {
+) -> Result<SgTableBuilder> {
     if count > MAX_SEGMENTS {
         return Err(E2BIG);
     }
@@ -400,13 +397,14 @@ unsafe fn segment_table(
         unsafe { table.push(addr, len, bus_addr) }?;
         resched_every(i);
     }
-    table.finish()
+    Ok(table)
 }
 
 /// Builds the importer's table: one entry per segment of each contiguous
 /// run, at bus addresses or at addresses mapped through the DMA API; of
-/// the buffer's one IOVA range where an IOMMU translates.
-fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable> {
+/// the buffer's one IOVA range where an IOMMU translates, unless no range of
+/// the buffer's size is free (then a mapping per run, as without an IOMMU).
+fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<Mapping>> {
     let buffer = attach.dmabuf().data();
     if buffer.revoked.load(Ordering::Relaxed) {
         return Err(ENODEV);
@@ -425,7 +423,10 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable>
     // Through an IOMMU the IOVA range is allocated within the importer's
     // DMA mask.
     if path == Path::HostIova {
-        return map_one_iova(dev, buffer, limits, dir);
+        let first = buffer.ranges.first().ok_or(EINVAL)?;
+        if let Some(iova) = dev.iova_range(buffer.bar.phys + first.offset, buffer.size, dir) {
+            return map_one_iova(iova, buffer, limits);
+        }
     }
     let bus_path = path == Path::Bus;
     // An importer whose DMA mask does not reach the BAR (a 32-bit device,
@@ -440,42 +441,37 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable>
         return Err(EINVAL);
     }
 
-    // On the host-bridge path, the DMA address the DMA API gave each run,
-    // and the guard that unmaps them on failure. The bus path needs neither:
-    // a run's address is the BAR's bus address plus its offset.
-    let mut iovas = KVVec::<u64>::new();
-    if !bus_path {
-        iovas.reserve(runs(&buffer.ranges).count(), GFP_KERNEL_ACCOUNT)?;
-    }
-    let mut mapped = ScopeGuard::new_with_data(&mut iovas, |iovas: &mut KVVec<u64>| {
-        for (addr, run) in iovas.iter().zip(runs(&buffer.ranges)) {
-            // SAFETY: Mapped below for this run, unmapped here once (the
-            // guard runs on failure only).
-            unsafe { dev.unmap_resource(*addr, run.length, dir) };
-        }
-    });
-    if !bus_path {
+    // On the host-bridge path, each run mapped through the DMA API, undone
+    // when `mapping` is dropped (on failure, or with the table). The bus
+    // path maps nothing: a run's address is the BAR's bus address plus its
+    // offset.
+    let mapping = if bus_path {
+        Mapping::Bus
+    } else {
+        let mut maps = dev.resource_mappings(dir, runs(&buffer.ranges).count())?;
         for (i, run) in runs(&buffer.ranges).enumerate() {
             // SAFETY: A run of the buffer's ranges, in its BAR (checked at
             // create), claimed while the buffer is not revoked (checked
-            // above, as for `map_one_iova`); unmapped by the guard above or
-            // by `unmap_table`.
-            let addr = unsafe { dev.map_resource(buffer.bar.phys + run.offset, run.length, dir) }?;
-            mapped.push(addr, GFP_KERNEL_ACCOUNT)?;
+            // above, as for `map_one_iova`); kept by the table.
+            unsafe { maps.map(buffer.bar.phys + run.offset, run.length) }?;
             resched_every(i);
         }
-    }
+        Mapping::Runs(maps)
+    };
 
     // Each run's DMA address: the one the DMA API gave it, or the BAR's
     // bus address plus its offset.
-    let iovas: &[u64] = &mapped;
+    let maps = match &mapping {
+        Mapping::Runs(maps) => Some(maps),
+        _ => None,
+    };
     let run_addrs = || {
-        runs(&buffer.ranges)
-            .enumerate()
-            .map(move |(i, run)| match iovas.get(i) {
-                Some(iova) => (*iova, run.length),
+        runs(&buffer.ranges).enumerate().map(move |(i, run)| {
+            match maps.and_then(|maps| maps.addr(i)) {
+                Some(addr) => (addr, run.length),
                 None => (buffer.bar.bus + run.offset, run.length),
-            })
+            }
+        })
     };
     let mut count = 0u64;
     for (i, (addr, length)) in run_addrs().enumerate() {
@@ -485,47 +481,9 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable>
     let segments = run_addrs().flat_map(|(addr, length)| Segments::new(addr, length, limits));
     // SAFETY: Each run's bus address in the BAR, which the importer reaches
     // through the switch (the path checked at attach), or its address mapped
-    // for the importer just above.
+    // for the importer just above, kept by the table.
     let table = unsafe { segment_table(count, segments, bus_path) }?;
-    mapped.dismiss();
-    Ok(table)
-}
-
-/// Undoes `map`: the DMA API mappings of each run, or the buffer's IOVA
-/// range; the table is freed after.
-fn unmap_table(attach: &Attachment<Buffer>, table: &SGTable, dir: DataDirection) {
-    let buffer = attach.dmabuf().data();
-    match map_path(attach) {
-        Path::Bus | Path::NoTable => return,
-        Path::HostIova => {
-            if let Some((addr, _)) = table.entries().next() {
-                // SAFETY: `map_one_iova` built `table` for this device
-                // from one kept range of the buffer's size, starting at
-                // its first entry; the dma-buf core unmaps a table once.
-                unsafe { attach.dev().iova_destroy(addr, buffer.size, dir) };
-            }
-            return;
-        }
-        Path::Host => {}
-    }
-    let mut entries = table.entries();
-    // Each run starts at its first entry and spans `run.length` bytes of
-    // consecutive entries, as `map` built it.
-    for (i, run) in runs(&buffer.ranges).enumerate() {
-        resched_every(i);
-        let Some((addr, mut seen)) = entries.next().map(|(a, l)| (a, u64::from(l))) else {
-            break;
-        };
-        while seen < run.length {
-            match entries.next() {
-                Some((_, l)) => seen += u64::from(l),
-                None => break,
-            }
-        }
-        // SAFETY: `map_table` mapped this run for this device at the run's
-        // first entry; the dma-buf core unmaps a table once.
-        unsafe { attach.dev().unmap_resource(addr, run.length, dir) };
-    }
+    table.finish(mapping)
 }
 
 static BUFFER_OPS: DmaBufOpsTable = DmaBufOpsTable::of::<Buffer>();
@@ -534,6 +492,8 @@ impl Exporter for Buffer {
     fn ops() -> &'static DmaBufOpsTable {
         &BUFFER_OPS
     }
+
+    type Mapping = Mapping;
 
     /// Dynamic peer-to-peer importers only, while the buffer is usable; a
     /// PCI importer's path to the BAR is decided here, and one with none is
@@ -567,19 +527,20 @@ impl Exporter for Buffer {
 
     /// The importer's table of the buffer (see [`map_table`]), counted
     /// until it is unmapped: a revocation waits for that.
-    fn map(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable> {
+    fn map(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<Mapping>> {
         let table = map_table(attach, dir)?;
         attach.dmabuf().data().mappings.get();
         Ok(table)
     }
 
-    /// Undoes `map` (see [`unmap_table`]). No translation of the BAR is
-    /// left behind: on a lazy IOMMU domain the IOTLB is flushed now, not
-    /// by the flush queue's timer. Then a revocation waiting for the last
-    /// mapping may go on.
-    fn unmap(attach: &Attachment<Buffer>, table: &SGTable, dir: DataDirection) {
-        unmap_table(attach, table, dir);
-        if map_path(attach) != Path::Bus {
+    /// Undoes `map`: dropping the table unmaps the runs or the buffer's
+    /// IOVA range. No translation of the BAR is left behind: on a lazy IOMMU
+    /// domain the IOTLB is flushed now, not by the flush queue's timer. Then
+    /// a revocation waiting for the last mapping may go on.
+    fn unmap(attach: &Attachment<Buffer>, table: SGTable<Mapping>, _dir: DataDirection) {
+        let mapped = !matches!(table.mapping(), Mapping::Bus);
+        drop(table);
+        if mapped {
             attach.dev().flush_iotlb();
         }
         attach.dmabuf().data().mappings.put();

@@ -236,14 +236,6 @@ bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 	return len && addr + len - 1 >= addr && addr + len - 1 <= limit;
 }
 
-/*
- * One IOVA range for a whole buffer (the DMA IOVA API), for an importer
- * whose DMA an IOMMU domain of the DMA API translates.  Rust keeps the
- * range as its address and size; each call rebuilds the state from them.
- * Links are MMIO: no cache maintenance, never bounced.
- */
-#define VFIO_PCI_DMABUF_IOVA_ATTRS (DMA_ATTR_MMIO | DMA_ATTR_SKIP_CPU_SYNC)
-
 /* cond_resched() is a macro: loops over a user-sized list call this. */
 void vfio_pci_dmabuf_shim_cond_resched(void)
 {
@@ -255,40 +247,59 @@ bool vfio_pci_dmabuf_shim_dma_translated(struct device *dev)
 	return use_dma_iommu(dev);
 }
 
-bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev, u64 phys, u64 size,
-				     u64 *addr)
-{
-	struct dma_iova_state state;
+/*
+ * One IOVA range for a whole buffer (the DMA IOVA API), for an importer
+ * whose DMA an IOMMU domain of the DMA API translates.  Rust keeps the
+ * struct dma_iova_state and does not look into it; these forward to the
+ * API, which has inline stubs without CONFIG_IOMMU_DMA.  Links are MMIO:
+ * no cache maintenance, never bounced.
+ */
+#define VFIO_PCI_DMABUF_IOVA_ATTRS (DMA_ATTR_MMIO | DMA_ATTR_SKIP_CPU_SYNC)
 
-	if (!dma_iova_try_alloc(dev, &state, phys, size))
+bool vfio_pci_dmabuf_shim_iova_alloc(struct device *dev,
+				     struct dma_iova_state *state, u64 phys,
+				     u64 size, u64 *addr)
+{
+	if (!dma_iova_try_alloc(dev, state, phys, size))
 		return false;
-	*addr = state.addr;
+	*addr = state->addr;
 	return true;
 }
 
-int vfio_pci_dmabuf_shim_iova_link(struct device *dev, u64 addr, u64 size,
-				   u64 phys, u64 offset, u64 len,
+int vfio_pci_dmabuf_shim_iova_link(struct device *dev,
+				   struct dma_iova_state *state, u64 phys,
+				   u64 offset, u64 len,
 				   enum dma_data_direction dir)
 {
-	struct dma_iova_state state = { .addr = addr, .__size = size };
-
-	return dma_iova_link(dev, &state, phys, offset, len, dir,
+	return dma_iova_link(dev, state, phys, offset, len, dir,
 			     VFIO_PCI_DMABUF_IOVA_ATTRS);
 }
 
-int vfio_pci_dmabuf_shim_iova_sync(struct device *dev, u64 addr, u64 size)
+int vfio_pci_dmabuf_shim_iova_sync(struct device *dev,
+				   struct dma_iova_state *state)
 {
-	struct dma_iova_state state = { .addr = addr, .__size = size };
-
-	return dma_iova_sync(dev, &state, 0, size);
+	return dma_iova_sync(dev, state, 0, dma_iova_size(state));
 }
 
-void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev, u64 addr, u64 size,
-				       u64 mapped, enum dma_data_direction dir)
+/* Undoes the links of the first @linked bytes and frees the range. */
+void vfio_pci_dmabuf_shim_iova_unlink_free(struct device *dev,
+					   struct dma_iova_state *state,
+					   u64 linked,
+					   enum dma_data_direction dir)
 {
-	struct dma_iova_state state = { .addr = addr, .__size = size };
+	if (linked)
+		dma_iova_unlink(dev, state, 0, linked, dir,
+				VFIO_PCI_DMABUF_IOVA_ATTRS);
+	dma_iova_free(dev, state);
+}
 
-	dma_iova_destroy(dev, &state, mapped, dir, VFIO_PCI_DMABUF_IOVA_ATTRS);
+/* Undoes a range linked in full. */
+void vfio_pci_dmabuf_shim_iova_destroy(struct device *dev,
+				       struct dma_iova_state *state,
+				       enum dma_data_direction dir)
+{
+	dma_iova_destroy(dev, state, dma_iova_size(state), dir,
+			 VFIO_PCI_DMABUF_IOVA_ATTRS);
 }
 
 /*

@@ -234,7 +234,7 @@ impl<T> Attachment<T> {
     pub(crate) fn dev(&self) -> &Device {
         // SAFETY: As for `dmabuf`: `dev` is set once; the importer's device
         // outlives the attachment.
-        unsafe { &*ptr::addr_of!((*self.as_raw()).dev).read().cast::<Device>() }
+        unsafe { Device::from_raw(ptr::addr_of!((*self.as_raw()).dev).read()) }
     }
 
     /// Whether the importer handles `move_notify` (a dynamic importer).
@@ -311,12 +311,17 @@ pub(crate) trait Exporter: Sized + Send + Sync {
     /// The exporter's ops table, a `static` of [`DmaBufOpsTable::of`]: its
     /// address tells this exporter's dma-bufs from any other's.
     fn ops() -> &'static DmaBufOpsTable;
+    /// What a table returned by [`Self::map`] keeps mapped for the importer,
+    /// undone when the table is dropped.
+    type Mapping: Send;
     /// A new attachment; an error refuses it.
     fn attach(attach: &NewAttachment<'_, Self>) -> Result;
-    /// The table of DMA addresses for `attach`, reservation lock held.
-    fn map(attach: &Attachment<Self>, dir: DataDirection) -> Result<SGTable>;
-    /// Undoes [`Self::map`], reservation lock held; `table` is freed after.
-    fn unmap(attach: &Attachment<Self>, table: &SGTable, dir: DataDirection);
+    /// The table of DMA addresses for `attach`, with the mapping they
+    /// belong to, reservation lock held.
+    fn map(attach: &Attachment<Self>, dir: DataDirection) -> Result<SGTable<Self::Mapping>>;
+    /// Undoes [`Self::map`], reservation lock held: dropping `table` frees
+    /// it and undoes its mapping.
+    fn unmap(attach: &Attachment<Self>, table: SGTable<Self::Mapping>, dir: DataDirection);
     /// The last reference is gone; the private data is dropped after this.
     fn release(dmabuf: &DmaBuf<Self>);
     /// A CPU mapping of the buffer's pages `vm_pgoff ..` (the dma-buf core
@@ -422,9 +427,9 @@ impl<T: Exporter> DmaBufOps<T> {
     ) {
         // SAFETY: `sgt` came from `SGTable::into_raw` in `map` and is handed
         // back once.
-        let table = unsafe { SGTable::from_raw(sgt) };
+        let table = unsafe { SGTable::<T::Mapping>::from_raw(sgt) };
         // SAFETY: Per the function's contract.
-        T::unmap(unsafe { Attachment::from_raw(att) }, &table, dir);
+        T::unmap(unsafe { Attachment::from_raw(att) }, table, dir);
     }
 
     /// # Safety

@@ -1,20 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A DMA-address-only scatter-gather table (`struct sg_table`), as an
-//! importer's map op gets it: no `struct page`, no CPU addresses.
+//! importer's map op gets it: no `struct page`, no CPU addresses. The table
+//! owns the DMA mapping its addresses belong to, so that giving the table
+//! back undoes the mapping, and nothing is rebuilt from the entries the
+//! importer saw.
 
-use core::ptr;
+use core::{mem::ManuallyDrop, ptr};
 use kernel::{bindings, error::to_result, prelude::*};
 
-/// A DMA-address-only scatter-gather table being filled: no `struct page`,
-/// no CPU addresses; each entry carries a DMA address and length.
+/// A DMA-address-only scatter-gather table being filled: each entry carries
+/// a DMA address and length.
 ///
 /// # Invariants
 ///
-/// `table` has `left` unfilled entries at its end and `next` is the first
-/// of them (NULL once full).
+/// `table` was allocated with `sg_alloc_table()`, has `left` unfilled
+/// entries at its end and `next` is the first of them (NULL once full).
 pub(crate) struct SgTableBuilder {
-    table: SGTable,
+    table: bindings::sg_table,
     next: *mut bindings::scatterlist,
     left: u32,
 }
@@ -25,18 +28,16 @@ impl SgTableBuilder {
     pub(crate) fn new(nents: usize) -> Result<Self> {
         let nents = u32::try_from(nents).map_err(|_| E2BIG)?;
         // SAFETY: All-zero is a valid, empty `sg_table`.
-        let mut table = KBox::new(
-            unsafe { core::mem::zeroed::<bindings::sg_table>() },
-            GFP_KERNEL_ACCOUNT,
-        )?;
-        // SAFETY: `table` is a valid empty table.
+        let mut table = unsafe { core::mem::zeroed::<bindings::sg_table>() };
+        // SAFETY: `table` is a valid empty table. The entries it points to
+        // do not point back to it, so it may move once allocated.
         to_result(unsafe {
-            bindings::sg_alloc_table(&mut *table, nents, bindings::GFP_KERNEL_ACCOUNT)
+            bindings::sg_alloc_table(&mut table, nents, bindings::GFP_KERNEL_ACCOUNT)
         })?;
         let next = table.sgl;
         // INVARIANT: Allocated with sg_alloc_table(); all `nents` unfilled.
         Ok(SgTableBuilder {
-            table: SGTable(table),
+            table,
             next,
             left: nents,
         })
@@ -48,9 +49,9 @@ impl SgTableBuilder {
     ///
     /// `addr .. addr + len` is a DMA address range of the importer the table
     /// is for that reaches MMIO of a memory BAR the caller has claimed (its
-    /// PCI bus address when `bus_address`, else mapped for the importer),
-    /// and stays so for as long as the table is lent to the importer: the
-    /// importer will DMA to it.
+    /// PCI bus address when `bus_address`, else mapped for the importer by
+    /// the mapping [`Self::finish`] will be given), and stays so for as long
+    /// as the table lives: the importer will DMA to it.
     pub(crate) unsafe fn push(&mut self, addr: u64, len: u32, bus_address: bool) -> Result {
         if self.left == 0 || self.next.is_null() {
             return Err(EINVAL);
@@ -74,65 +75,89 @@ impl SgTableBuilder {
         Ok(())
     }
 
-    /// The full table.
-    pub(crate) fn finish(self) -> Result<SGTable> {
+    /// The full table, owning `mapping`, the DMA mapping its entries'
+    /// addresses belong to. On failure the mapping is dropped (undone).
+    pub(crate) fn finish<M>(self, mapping: M) -> Result<SGTable<M>> {
         if self.left != 0 {
             return Err(EINVAL);
         }
-        Ok(self.table)
+        let mut owned = KBox::new(
+            Owned {
+                // SAFETY: All-zero is a valid, empty `sg_table`, replaced below.
+                table: unsafe { core::mem::zeroed() },
+                mapping,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is neither used nor dropped again: its table moves
+        // out once, into the box.
+        owned.table = unsafe { ptr::read(&this.table) };
+        // INVARIANT: Allocated with sg_alloc_table() and full (checked).
+        Ok(SGTable(owned))
     }
 }
 
+impl Drop for SgTableBuilder {
+    fn drop(&mut self) {
+        // SAFETY: Allocated with sg_alloc_table() (type invariant).
+        unsafe { bindings::sg_free_table(&mut self.table) };
+    }
+}
+
+/// A table and the mapping it owns; the table first, so that a pointer to
+/// it is one to the whole.
+#[repr(C)]
+struct Owned<M> {
+    table: bindings::sg_table,
+    mapping: M,
+}
+
 /// A DMA-address table made by [`SgTableBuilder`], lent to an importer
-/// between the `map` and `unmap` ops; freed on drop.
+/// between the `map` and `unmap` ops, with the DMA mapping `M` its entries
+/// belong to. Dropping it frees the table, then undoes the mapping.
+///
+/// Named after upstream's `kernel::scatterlist::SGTable`.
 ///
 /// # Invariants
 ///
-/// `0` was allocated with `sg_alloc_table()`; every entry is filled once the
-/// builder hands it out.
-pub(crate) struct SGTable(KBox<bindings::sg_table>);
+/// `0.table` was allocated with `sg_alloc_table()` and every entry is
+/// filled.
+pub(crate) struct SGTable<M>(KBox<Owned<M>>);
 
-impl SGTable {
-    /// Hands the table over as a raw pointer; [`DmaBufOps::unmap`] takes it
+impl<M> SGTable<M> {
+    /// Hands the table over as a raw pointer; [`Self::from_raw`] takes it
     /// back.
     pub(super) fn into_raw(self) -> *mut bindings::sg_table {
-        let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; move the box out.
-        KBox::into_raw(unsafe { ptr::read(&this.0) })
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is neither used nor dropped again; move the box out.
+        let owned = KBox::into_raw(unsafe { ptr::read(&this.0) });
+        // `table` is the first field of the `repr(C)` struct.
+        owned.cast()
     }
 
     /// Takes back a table that [`Self::into_raw`] handed over.
     ///
     /// # Safety
     ///
-    /// `ptr` came from [`Self::into_raw`] and is taken back once.
+    /// `ptr` came from [`Self::into_raw`] of an `SGTable<M>` and is taken
+    /// back once.
     pub(super) unsafe fn from_raw(ptr: *mut bindings::sg_table) -> Self {
-        // SAFETY: Per the caller, a box of a full table (type invariant)
+        // SAFETY: Per the caller, the first field of a box of an `Owned<M>`
         // given up by `into_raw`, taken back once.
-        SGTable(unsafe { KBox::from_raw(ptr) })
+        SGTable(unsafe { KBox::from_raw(ptr.cast::<Owned<M>>()) })
     }
 
-    /// The DMA entries `(address, length)`.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        let (mut sg, mut left) = (self.0.sgl, self.0.nents);
-        core::iter::from_fn(move || {
-            if left == 0 || sg.is_null() {
-                return None;
-            }
-            // SAFETY: `sg` is one of the table's `nents` filled entries,
-            // alive as long as `self` (type invariant).
-            let e = unsafe { ((*sg).dma_address, (*sg).dma_length) };
-            left -= 1;
-            // SAFETY: As above; sg_next() returns NULL after the last entry.
-            sg = unsafe { bindings::sg_next(sg) };
-            Some(e)
-        })
+    /// The DMA mapping the table's addresses belong to.
+    pub(crate) fn mapping(&self) -> &M {
+        &self.0.mapping
     }
 }
 
-impl Drop for SGTable {
+impl<M> Drop for SGTable<M> {
     fn drop(&mut self) {
-        // SAFETY: Allocated with sg_alloc_table() (type invariant).
-        unsafe { bindings::sg_free_table(&mut *self.0) };
+        // SAFETY: Allocated with sg_alloc_table() (type invariant). The
+        // mapping is dropped after this, with the box.
+        unsafe { bindings::sg_free_table(&mut self.0.table) };
     }
 }

@@ -629,6 +629,52 @@ TEST_F(dmabuf, one_iova_range)
 	free(r);
 }
 
+/*
+ * Through an IOMMU, a buffer for which no IOVA range of its size is free is
+ * mapped run by run, as without an IOMMU, not refused.  A 24-bit importer
+ * has 16 MiB of IOVA space, and a range of 12 MiB is aligned to 16 MiB by
+ * the IOVA allocator: it cannot have one.  Its 192 runs of 64 KiB can.
+ * Each entry translates to its own run; once unmapped, none stays
+ * translated.  The same importer with a 64-bit mask gets the one range.
+ */
+TEST_F(dmabuf, one_iova_range_fallback)
+{
+	int n = 192, buf, imp;
+	struct vfio_region_dma_range *r = calloc(n, sizeof(*r));
+	struct vdi_info vi;
+
+	if (!self->one_iova)
+		SKIP(return, "the importer's DMA is not translated by an IOMMU in this scenario");
+	ASSERT_NE(NULL, r);
+	/* 64 KiB every 128 KiB: 192 runs, 12 MiB */
+	for (int i = 0; i < n; i++)
+		r[i] = (struct vfio_region_dma_range){ i * 32 * PAGE, 16 * PAGE };
+	ASSERT_LE(r[n - 1].offset + r[n - 1].length, self->bar_size);
+	buf = dmabuf_create(self->d.fd, BAR, n, r);
+	ASSERT_GE(buf, 0);
+	imp = importer_attach(buf, self->importer, VDI_DMA24 | VDI_CHECK_UNMAP);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(n, importer_map(imp, self->segs, MAX_SEGS));
+	/* one entry per run, at an IOVA of its own, below 16 MiB */
+	__check_segments(_metadata, imp, self->segs, self->phys, 0, 0, r, n, n,
+			 65536, ~0ULL);
+	for (int i = 0; i < n; i++)
+		ASSERT_LE(self->segs[i].addr + self->segs[i].len, 1ULL << 24);
+	ASSERT_EQ(0, importer_unmap(imp));
+	ASSERT_EQ(0, importer_info(imp, &vi));
+	ASSERT_EQ(n * 16, vi.unmap_checked);
+	ASSERT_EQ(0, vi.unmap_stale);
+	close(imp);
+
+	imp = importer_attach(buf, self->importer, 0);
+	ASSERT_GE(imp, 0);
+	ASSERT_EQ(n, importer_map(imp, self->segs, MAX_SEGS));
+	check_segments(imp, r, n, n, 65536, ~0ULL);
+	close(imp);
+	close(buf);
+	free(r);
+}
+
 TEST_F(dmabuf, many_ranges_and_whole_bar)
 {
 	int n = 4096, buf, imp, nents;

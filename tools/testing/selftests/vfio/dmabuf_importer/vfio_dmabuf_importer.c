@@ -252,6 +252,15 @@ static void vdi_detach(struct vdi *v)
 	}
 }
 
+static u64 vdi_dma_mask(u32 flags)
+{
+	if (flags & VDI_DMA24)
+		return DMA_BIT_MASK(24);
+	if (flags & VDI_DMA32)
+		return DMA_BIT_MASK(32);
+	return DMA_BIT_MASK(64);
+}
+
 static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 {
 	struct dma_buf_attachment *attach;
@@ -262,7 +271,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 	if (copy_from_user(&a, uarg, sizeof(a)))
 		return -EFAULT;
 	if (a.flags & ~(VDI_STATIC | VDI_NO_P2P | VDI_NON_PCI | VDI_DMA32 |
-			VDI_CHECK_UNMAP | VDI_LAZY_UNMAP))
+			VDI_DMA24 | VDI_CHECK_UNMAP | VDI_LAZY_UNMAP))
 		return -EINVAL;
 	if (v->attach)
 		return -EBUSY;
@@ -276,9 +285,7 @@ static int vdi_attach(struct vdi *v, struct vdi_attach __user *uarg)
 		dev = &v->pdev->dev;
 		/* what a driver does at probe; a driver's own device keeps its */
 		device_lock(dev);
-		ret = dev->driver ? 0 :
-		      dma_set_mask(dev, (a.flags & VDI_DMA32) ? DMA_BIT_MASK(32) :
-						    DMA_BIT_MASK(64));
+		ret = dev->driver ? 0 : dma_set_mask(dev, vdi_dma_mask(a.flags));
 		device_unlock(dev);
 		if (ret)
 			goto err_pdev;

@@ -20,9 +20,11 @@
 #define VDI_NON_PCI	0x4	/* on behalf of the misc device itself */
 /*
  * For a PCI device without a driver the importer acts as its driver and
- * sets its DMA mask, to 64 bits, or with VDI_DMA32 to 32 bits.
+ * sets its DMA mask, to 64 bits, or with VDI_DMA32 to 32 bits, or with
+ * VDI_DMA24 to 24 bits (behind an IOMMU: 16 MiB of IOVA space).
  */
 #define VDI_DMA32	0x8
+#define VDI_DMA24	0x40
 /*
  * Each mapping the importer drops (unmap, move_notify, detach) is looked up
  * again, page by page, in its device's IOMMU domain once the exporter has
