@@ -6,7 +6,7 @@
 #ifndef VFIO_PCI_DMABUF_H
 #define VFIO_PCI_DMABUF_H
 
-#include <linux/dma-map-ops.h>
+#include <linux/dma-mapping.h>
 #include <linux/mm_types.h>
 #include <linux/types.h>
 
@@ -33,8 +33,6 @@ void vfio_pci_dmabuf_shim_link(struct vfio_pci_core_device *vdev,
 			       struct list_head *node);
 void vfio_pci_dmabuf_shim_unlink(struct vfio_pci_core_device *vdev,
 				 struct list_head *node);
-void vfio_pci_dmabuf_shim_resv_lock(struct dma_buf *dmabuf);
-void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf);
 void vfio_pci_dmabuf_shim_wait_idle(struct vfio_pci_core_device *vdev,
 				    struct dma_buf *dmabuf, bool *reported);
 void vfio_pci_dmabuf_shim_mapping_get(atomic_t *mappings);
@@ -43,12 +41,8 @@ void vfio_pci_dmabuf_shim_wait_unmapped(struct vfio_pci_core_device *vdev,
 					atomic_t *mappings, bool *reported);
 void vfio_pci_dmabuf_shim_flush_iotlb(struct device *dev);
 int vfio_pci_dmabuf_shim_claim_bar(struct vfio_pci_core_device *vdev, int bar);
-enum pci_p2pdma_map_type
-vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,
-				  struct device *client);
-void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
-				     u64 *boundary_mask);
-int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr);
+void vfio_pci_dmabuf_shim_log_refused(struct pci_dev *provider,
+				      struct device *client);
 bool vfio_pci_dmabuf_shim_reachable(struct device *dev, u64 addr, u64 len,
 				    bool translated);
 void vfio_pci_dmabuf_shim_cond_resched(void);

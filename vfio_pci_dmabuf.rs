@@ -33,7 +33,6 @@ use kernel::{
     bindings,
     ffi::{c_int, c_void},
     prelude::*,
-    types::ARef,
     uaccess::UserSlice,
 };
 
@@ -43,7 +42,7 @@ mod vfio_pci_dmabuf_ranges;
 use vfio_pci_core_glue::{
     check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, DataDirection,
     DeviceLink, DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, IovaMapping,
-    IovaRange, Mappings, MemoryLocked, NewAttachment, PciDev, Registration, ResourceMappings,
+    IovaRange, Mappings, MemoryLocked, NewAttachment, Provider, Registration, ResourceMappings,
     SGTable, SgTableBuilder, VmaNew, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
@@ -79,7 +78,9 @@ struct Buffer {
     revoked: AtomicBool,
     /// The dma-buf, set right after export.
     dmabuf: AtomicPtr<bindings::dma_buf>,
-    provider: ARef<PciDev>,
+    /// The BAR's peer-to-peer provider: used only while the device's driver
+    /// is bound (a registration held).
+    provider: Provider,
     bar: Bar,
     ranges: KVVec<Range>,
     /// Where each range ends in the buffer, to find a faulting page's range.
@@ -199,6 +200,21 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     let buffer_size = size;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
 
+    // The driver's view of the ranges (its `get_dmabuf_phys()`): the BAR's
+    // peer-to-peer provider and the physical run behind each range. A
+    // buffer is kept as offsets from one physical base, so runs that do not
+    // follow the ranges' offsets are refused.
+    let (provider, phys) = dev.dmabuf_phys(region, &list)?;
+    let base = phys_base(&list, &phys).ok_or(EINVAL)?;
+    drop(phys);
+    // SAFETY: The device is open (this is its ioctl): its driver is bound.
+    let bus_offset = unsafe { provider.bus_offset() };
+    let bar = Bar {
+        phys: base,
+        bus: base.wrapping_add(bus_offset),
+        len: bar.len,
+    };
+
     // The BAR is vfio's before any of it is handed out: a range held by
     // another driver (a boot framebuffer) is refused as the mmap refuses it.
     dev.with_memory_lock(|locked| locked.claim_bar(region))?;
@@ -209,7 +225,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             link: DeviceLink::new(),
             revoked: AtomicBool::new(true),
             dmabuf: AtomicPtr::new(core::ptr::null_mut()),
-            provider: dev.pdev().into(),
+            provider,
             bar,
             ranges: list,
             ends: range_ends,
@@ -236,6 +252,20 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
 
     // On failure our reference goes, and `release` cleans up.
     dmabuf.into_fd(open_flags as c_int)
+}
+
+/// The physical address that the ranges' offsets count from, if each run
+/// of `phys` is its range at that base.
+fn phys_base(ranges: &[Range], phys: &[bindings::phys_vec]) -> Option<u64> {
+    let first = ranges.first()?;
+    let base = phys.first()?.paddr.checked_sub(first.offset)?;
+    for (i, (range, run)) in ranges.iter().zip(phys).enumerate() {
+        if base.checked_add(range.offset)? != run.paddr || range.length != run.len as u64 {
+            return None;
+        }
+        resched_every(i);
+    }
+    (ranges.len() == phys.len()).then_some(base)
 }
 
 /// Calls `f` with every buffer of `locked`'s device.
@@ -510,7 +540,13 @@ impl Exporter for Buffer {
             attach.set_exporter_value(Path::NoTable as usize);
             return Ok(());
         }
-        let path = match buffer.provider.p2p_map_type(attach.dev()) {
+        // Keeps the device's driver bound, and so the BAR's provider, while
+        // its map type is read; none once the device was closed.
+        let Some(registration) = buffer.registration() else {
+            return Err(ENODEV);
+        };
+        // SAFETY: The registration keeps the provider's driver bound.
+        let path = match unsafe { buffer.provider.map_type(attach.dev()) } {
             bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR => Path::Bus,
             bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
                 if attach.dev().dma_translated() {
@@ -519,7 +555,10 @@ impl Exporter for Buffer {
                     Path::Host
                 }
             }
-            _ => return Err(eopnotsupp()),
+            _ => {
+                registration.dev().pdev().log_refused(attach.dev());
+                return Err(eopnotsupp());
+            }
         };
         attach.set_exporter_value(path as usize);
         Ok(())

@@ -4,18 +4,21 @@
  *
  * Only what Rust cannot reach through the generated bindings lives here:
  * static inline helpers and macros, vfio-pci's private state, and
- * THIS_MODULE.  Each function is a thin wrapper with no logic of its own.
+ * THIS_MODULE; each is a thin wrapper with no logic of its own.  And the
+ * exported helpers of struct vfio_pci_device_ops, for vfio-pci and its
+ * variant drivers.
  */
 
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
-#include <linux/dma-map-ops.h>
 #include <linux/dma-resv.h>
 #include <linux/iommu.h>
 #include <linux/iommu-dma.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/overflow.h>
 #include <linux/pci.h>
+#include <linux/pci-p2pdma.h>
 #include <linux/ratelimit.h>
 #include <linux/vfio.h>
 #include <linux/vfio_pci_core.h>
@@ -52,8 +55,73 @@ int vfio_pci_dmabuf_shim_check_feature(u32 flags, size_t argsz,
 
 bool vfio_pci_dmabuf_shim_export_allowed(struct vfio_pci_core_device *vdev)
 {
-	return vdev->dma_buf_export;
+	return vdev->pci_ops && vdev->pci_ops->get_dmabuf_phys;
 }
+
+/**
+ * vfio_pci_core_fill_phys_vec - the physical runs of ranges of a region
+ * @phys_vec: filled, one run per range
+ * @dma_ranges: the ranges, as offsets into the region
+ * @nr_ranges: their number
+ * @start: physical address of the region's first byte
+ * @len: the region's size
+ *
+ * Return: 0; -EINVAL for an empty range or one past the region's end;
+ * -EOVERFLOW for one whose end does not fit in a physical address.
+ */
+int vfio_pci_core_fill_phys_vec(struct phys_vec *phys_vec,
+				struct vfio_region_dma_range *dma_ranges,
+				size_t nr_ranges, phys_addr_t start,
+				phys_addr_t len)
+{
+	phys_addr_t end;
+	size_t i;
+
+	for (i = 0; i < nr_ranges; i++) {
+		if (!dma_ranges[i].length)
+			return -EINVAL;
+		if (check_add_overflow(start, dma_ranges[i].offset,
+				       &phys_vec[i].paddr) ||
+		    check_add_overflow(phys_vec[i].paddr,
+				       dma_ranges[i].length, &end))
+			return -EOVERFLOW;
+		if (end > start + len)
+			return -EINVAL;
+		phys_vec[i].len = dma_ranges[i].length;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_GPL(vfio_pci_core_fill_phys_vec);
+
+/**
+ * vfio_pci_core_get_dmabuf_phys - get_dmabuf_phys() of a PCI BAR
+ * @vdev: the device
+ * @provider: set to the BAR's peer-to-peer provider
+ * @region_index: the BAR
+ * @phys_vec: filled with the run behind each range
+ * @dma_ranges: the ranges, as offsets into the BAR
+ * @nr_ranges: their number
+ *
+ * Return: 0, -EINVAL for a BAR that is not memory, or an error of
+ * vfio_pci_core_fill_phys_vec().
+ */
+int vfio_pci_core_get_dmabuf_phys(struct vfio_pci_core_device *vdev,
+				  struct p2pdma_provider **provider,
+				  unsigned int region_index,
+				  struct phys_vec *phys_vec,
+				  struct vfio_region_dma_range *dma_ranges,
+				  size_t nr_ranges)
+{
+	struct pci_dev *pdev = vdev->pdev;
+
+	*provider = pcim_p2pdma_provider(pdev, region_index);
+	if (!*provider)
+		return -EINVAL;
+	return vfio_pci_core_fill_phys_vec(phys_vec, dma_ranges, nr_ranges,
+					   pci_resource_start(pdev, region_index),
+					   pci_resource_len(pdev, region_index));
+}
+EXPORT_SYMBOL_GPL(vfio_pci_core_get_dmabuf_phys);
 
 /*
  * Caller holds vdev->memory_lock, and either has the device open (an ioctl
@@ -105,16 +173,6 @@ void vfio_pci_dmabuf_shim_unlink(struct vfio_pci_core_device *vdev,
 {
 	lockdep_assert_held_write(&vdev->memory_lock);
 	list_del_init(node);
-}
-
-void vfio_pci_dmabuf_shim_resv_lock(struct dma_buf *dmabuf)
-{
-	dma_resv_lock(dmabuf->resv, NULL);
-}
-
-void vfio_pci_dmabuf_shim_resv_unlock(struct dma_buf *dmabuf)
-{
-	dma_resv_unlock(dmabuf->resv);
 }
 
 /*
@@ -195,28 +253,18 @@ int vfio_pci_dmabuf_shim_claim_bar(struct vfio_pci_core_device *vdev, int bar)
 }
 
 /*
- * How @client reaches @provider's BARs.  The reason for a refusal is logged
- * at a bounded rate: user space can retry an import in a loop.
+ * An import refused for want of a P2P path.  The P2PDMA core logs why once
+ * per importer (it keeps the answer); this says so at every refusal, at a
+ * bounded rate: user space can retry an import in a loop.
  */
-enum pci_p2pdma_map_type
-vfio_pci_dmabuf_shim_p2p_map_type(struct pci_dev *provider,
-				  struct device *client)
+void vfio_pci_dmabuf_shim_log_refused(struct pci_dev *provider,
+				      struct device *client)
 {
 	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL, 5);
 
-	return pci_p2pdma_bar_map_type(provider, client, __ratelimit(&rs));
-}
-
-void vfio_pci_dmabuf_shim_dma_limits(struct device *dev, u32 *max_seg,
-				     u64 *boundary_mask)
-{
-	*max_seg = dma_get_max_seg_size(dev);
-	*boundary_mask = dma_get_seg_boundary(dev);
-}
-
-int vfio_pci_dmabuf_shim_mapping_error(struct device *dev, dma_addr_t addr)
-{
-	return dma_mapping_error(dev, addr);
+	if (__ratelimit(&rs))
+		dev_warn(client, "cannot import a dma-buf of %s: no peer-to-peer path to it\n",
+			 pci_name(provider));
 }
 
 /*

@@ -18,12 +18,6 @@ use kernel::{
 // The C shim, `vfio_pci_dmabuf_shim.c`: the helpers this module wraps.
 #[allow(improper_ctypes)]
 extern "C" {
-    fn vfio_pci_dmabuf_shim_dma_limits(
-        dev: *mut bindings::device,
-        max_seg: *mut u32,
-        boundary_mask: *mut u64,
-    );
-    fn vfio_pci_dmabuf_shim_mapping_error(dev: *mut bindings::device, addr: u64) -> c_int;
     fn vfio_pci_dmabuf_shim_reachable(
         dev: *mut bindings::device,
         addr: u64,
@@ -120,12 +114,16 @@ impl Device {
 
     /// The device's DMA segment limits.
     pub(crate) fn dma_limits(&self) -> crate::vfio_pci_dmabuf_ranges::Limits {
-        let (mut max_seg, mut boundary_mask) = (0, 0);
-        // SAFETY: Valid device; out pointers are locals.
-        unsafe { vfio_pci_dmabuf_shim_dma_limits(self.as_raw(), &mut max_seg, &mut boundary_mask) };
+        // SAFETY: Valid device; reads its DMA parameters.
+        let (max_seg, boundary_mask) = unsafe {
+            (
+                bindings::dma_get_max_seg_size(self.as_raw()),
+                bindings::dma_get_seg_boundary(self.as_raw()),
+            )
+        };
         crate::vfio_pci_dmabuf_ranges::Limits {
             max_seg,
-            boundary_mask,
+            boundary_mask: boundary_mask as u64,
         }
     }
 
@@ -231,7 +229,7 @@ impl ResourceMappings {
             )
         };
         // SAFETY: Valid device; `addr` was just returned for it.
-        if unsafe { vfio_pci_dmabuf_shim_mapping_error(dev, addr) } != 0 {
+        if unsafe { bindings::dma_mapping_error(dev, addr) } != 0 {
             return Err(ENOMEM);
         }
         if let Err(e) = self.maps.push((addr, len), GFP_KERNEL_ACCOUNT) {

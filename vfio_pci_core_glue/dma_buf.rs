@@ -31,8 +31,6 @@ extern "C" {
         flags: c_int,
         priv_: *mut c_void,
     ) -> *mut bindings::dma_buf;
-    fn vfio_pci_dmabuf_shim_resv_lock(dmabuf: *mut bindings::dma_buf);
-    fn vfio_pci_dmabuf_shim_resv_unlock(dmabuf: *mut bindings::dma_buf);
     fn vfio_pci_dmabuf_shim_mmap_setup(
         vma: *mut bindings::vm_area_struct,
         ops: *const bindings::vm_operations_struct,
@@ -104,11 +102,18 @@ impl<T> DmaBuf<T> {
         unsafe { KBox::from_raw((*self.as_raw()).priv_.cast::<T>()) }
     }
 
+    /// The reservation object, set at export and never changed.
+    fn resv(&self) -> *mut bindings::dma_resv {
+        // SAFETY: Valid dma-buf (type invariant); only this field is read.
+        unsafe { ptr::addr_of!((*self.as_raw()).resv).read() }
+    }
+
     /// Takes the reservation lock.
     pub(crate) fn lock(&self) -> ResvGuard<'_, T> {
-        // SAFETY: Valid dma-buf; sleeping lock taken without an acquire
-        // context, released by the guard.
-        unsafe { vfio_pci_dmabuf_shim_resv_lock(self.as_raw()) };
+        // SAFETY: The dma-buf's reservation object; a sleeping lock taken
+        // without an acquire context (so it cannot fail), released by the
+        // guard.
+        unsafe { bindings::dma_resv_lock(self.resv(), ptr::null_mut()) };
         ResvGuard(self)
     }
 
@@ -200,7 +205,7 @@ impl<T> ResvGuard<'_, T> {
 impl<T> Drop for ResvGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: The lock was taken in `DmaBuf::lock`.
-        unsafe { vfio_pci_dmabuf_shim_resv_unlock(self.0.as_raw()) }
+        unsafe { bindings::dma_resv_unlock(self.0.resv()) }
     }
 }
 

@@ -23,10 +23,10 @@ extern "C" {
         phys: *mut u64,
         bus: *mut u64,
     ) -> u64;
-    fn vfio_pci_dmabuf_shim_p2p_map_type(
+    fn vfio_pci_dmabuf_shim_log_refused(
         provider: *mut bindings::pci_dev,
         client: *mut bindings::device,
-    ) -> bindings::pci_p2pdma_map_type;
+    );
 }
 
 /// A memory BAR of a PCI device.
@@ -93,10 +93,60 @@ impl PciDev {
         Ok(mem.then_some(Bar { phys, bus, len }))
     }
 
-    /// How `client` reaches this device's BARs; logs why when it cannot, at
-    /// a bounded rate.
-    pub(crate) fn p2p_map_type(&self, client: &Device) -> bindings::pci_p2pdma_map_type {
+    /// Logs that `client` was refused an import of this device's BAR for
+    /// want of a peer-to-peer path, at a bounded rate.
+    pub(crate) fn log_refused(&self, client: &Device) {
         // SAFETY: Both devices are valid.
-        unsafe { vfio_pci_dmabuf_shim_p2p_map_type(self.0.get(), client.as_raw()) }
+        unsafe { vfio_pci_dmabuf_shim_log_refused(self.0.get(), client.as_raw()) }
+    }
+}
+
+/// The peer-to-peer provider of a memory BAR (`struct p2pdma_provider`,
+/// from `pcim_p2pdma_provider()`).
+///
+/// # Invariants
+///
+/// Points to a provider that stays allocated while the driver of its
+/// device stays bound (it is managed by that driver's binding).
+pub(crate) struct Provider(NonNull<bindings::p2pdma_provider>);
+
+// SAFETY: The provider is only read, and the map type it caches is kept
+// under the P2PDMA core's own locking; any task may do so.
+unsafe impl Send for Provider {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for Provider {}
+
+impl Provider {
+    /// # Safety
+    ///
+    /// `ptr` is a provider from `pcim_p2pdma_provider()` whose device's
+    /// driver is bound now.
+    pub(super) unsafe fn from_raw(ptr: NonNull<bindings::p2pdma_provider>) -> Self {
+        // INVARIANT: Per the caller.
+        Provider(ptr)
+    }
+
+    /// The BAR's PCI bus address minus its CPU physical address.
+    ///
+    /// # Safety
+    ///
+    /// The driver of the provider's device is still bound.
+    pub(crate) unsafe fn bus_offset(&self) -> u64 {
+        // SAFETY: Allocated while the driver is bound (type invariant and
+        // the caller's guarantee); `bus_offset` is set at init and constant.
+        unsafe { (*self.0.as_ptr()).bus_offset }
+    }
+
+    /// How `client` reaches the BAR (`pci_p2pdma_map_type()`): computed once
+    /// per client, the reason for a refusal logged then.
+    ///
+    /// # Safety
+    ///
+    /// The driver of the provider's device is still bound: the caller holds
+    /// a registration of its vfio device, say.
+    pub(crate) unsafe fn map_type(&self, client: &Device) -> bindings::pci_p2pdma_map_type {
+        // SAFETY: A live provider (type invariant and the caller's
+        // guarantee) and a valid device.
+        unsafe { bindings::pci_p2pdma_map_type(self.0.as_ptr(), client.as_raw()) }
     }
 }

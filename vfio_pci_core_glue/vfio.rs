@@ -12,7 +12,10 @@ use kernel::{
     bindings, error::to_result, ffi::c_int, prelude::*, types::Opaque, uaccess::UserSliceReader,
 };
 
-use super::{dma_buf::DmaBuf, pci::PciDev};
+use super::{
+    dma_buf::DmaBuf,
+    pci::{PciDev, Provider},
+};
 use crate::vfio_pci_dmabuf_ranges::Range;
 
 // The C shim, `vfio_pci_dmabuf_shim.c`: the helpers this module wraps.
@@ -125,6 +128,48 @@ impl CoreDevice {
     pub(crate) fn export_allowed(&self) -> bool {
         // SAFETY: The device is valid by the type invariant.
         unsafe { vfio_pci_dmabuf_shim_export_allowed(self.as_raw()) }
+    }
+
+    /// The bound driver's `get_dmabuf_phys()` (`vdev->pci_ops`): the
+    /// peer-to-peer provider of BAR `region` and the physical run behind each
+    /// of `ranges`; `EOPNOTSUPP` for a driver without it. Called from an
+    /// ioctl of the open device, which keeps its driver, and so the
+    /// provider, bound.
+    pub(crate) fn dmabuf_phys(
+        &self,
+        region: u32,
+        ranges: &[Range],
+    ) -> Result<(Provider, KVVec<bindings::phys_vec>)> {
+        // SAFETY: The device is valid; `pci_ops` is set at probe and stays.
+        let ops = unsafe { (*self.as_raw()).pci_ops };
+        // SAFETY: Non-NULL `pci_ops` point to the driver's constant table.
+        let get = (!ops.is_null())
+            .then(|| unsafe { (*ops).get_dmabuf_phys })
+            .flatten()
+            .ok_or_else(|| Error::from_errno(-(bindings::EOPNOTSUPP as c_int)))?;
+        let nr = ranges.len();
+        let mut phys = KVVec::<bindings::phys_vec>::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
+        let mut provider = ptr::null_mut();
+        // SAFETY: Valid device; `provider` is a local; `phys` has room for
+        // `nr` runs; `ranges` are `nr` ranges laid out as
+        // `struct vfio_region_dma_range` (`Range` is `repr(C)` of the same
+        // two fields), which the op only reads.
+        to_result(unsafe {
+            get(
+                self.as_raw(),
+                &mut provider,
+                region,
+                phys.as_mut_ptr(),
+                ranges.as_ptr().cast_mut().cast(),
+                nr,
+            )
+        })?;
+        // SAFETY: On success the op filled one run per range.
+        unsafe { phys.set_len(nr) };
+        let provider = NonNull::new(provider).ok_or(EINVAL)?;
+        // SAFETY: The op's provider, from `pcim_p2pdma_provider()` of this
+        // device, whose driver is bound (the device is open).
+        Ok((unsafe { Provider::from_raw(provider) }, phys))
     }
 
     /// The PCI device whose BARs are exported.

@@ -114,7 +114,8 @@ The exporter is written in Rust (vfio_pci_dmabuf.rs, with the safe
 wrappers it needs over the C objects in vfio_pci_core_glue.rs and its
 modules, one per kind of object); a small C
 shim (vfio_pci_dmabuf_shim.c) holds what Rust cannot reach in 6.12
-(inline helpers, THIS_MODULE, macros bindgen cannot evaluate)." \
+(vfio-pci's inline helpers, THIS_MODULE, macros bindgen cannot evaluate)
+and vfio-pci's get_dmabuf_phys() helpers, exported for variant drivers." \
 	$P/Kconfig $P/Makefile $P/vfio_pci_dmabuf.h $P/vfio_pci_dmabuf_shim.c \
 	$P/vfio_pci_core_glue.rs "${glue[@]}" $P/vfio_pci_dmabuf.rs
 
