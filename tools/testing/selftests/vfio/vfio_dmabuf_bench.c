@@ -198,8 +198,52 @@ static void run_n_buffers(struct vdev *d, const char *imp_bdf,
 	free(imp);
 }
 
-/* udmabuf over a memfd of N pages, one list item per page. */
-static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
+/*
+ * Physically contiguous runs of the first @n pages of @memfd, read from
+ * /proc/self/pagemap (root sees the frame numbers): the IOMMU path of an
+ * importer maps one run per call (iommu_map_sg() merges neighbours), so
+ * udmabuf's cost depends on how the memfd's pages happen to lie. 0 if
+ * unknown.
+ */
+static int memfd_phys_runs(int memfd, int n)
+{
+	uint64_t *pfn = calloc(n, sizeof(*pfn));
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	/* populated: present in the page table, for pagemap to tell the frames */
+	void *p = mmap(NULL, (size_t)n * PAGE, PROT_READ, MAP_SHARED | MAP_POPULATE, memfd, 0);
+	int runs = 0;
+
+	if (pfn && pm >= 0 && p != MAP_FAILED &&
+	    pread(pm, pfn, (size_t)n * sizeof(*pfn),
+		  (off_t)((uintptr_t)p / PAGE * sizeof(*pfn))) == (ssize_t)(n * sizeof(*pfn))) {
+		for (int i = 0; i < n; i++) {
+			uint64_t f = pfn[i] & ((1ULL << 55) - 1);
+
+			if (!(pfn[i] >> 63) || !f) {
+				runs = 0;
+				break;
+			}
+			if (!i || f != (pfn[i - 1] & ((1ULL << 55) - 1)) + 1)
+				runs++;
+		}
+	}
+	if (p != MAP_FAILED)
+		munmap(p, (size_t)n * PAGE);
+	if (pm >= 0)
+		close(pm);
+	free(pfn);
+	return runs;
+}
+
+static int udmabuf_runs_n, udmabuf_runs;
+
+/*
+ * udmabuf over a memfd of N pages, one list item per page: in the memfd's
+ * order, or @scattered: the even pages, then the odd ones, so that no two
+ * neighbouring items are neighbours in the memfd (nor physically), as the
+ * scattered ranges of our buffer are not in the BAR.
+ */
+static void run_udmabuf(const char *imp_bdf, int n, int scattered, double t[NPHASE])
 {
 	size_t size = sizeof(struct udmabuf_create_list) +
 		      (size_t)n * sizeof(struct udmabuf_create_item);
@@ -214,6 +258,10 @@ static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
 	    fallocate(memfd, 0, 0, (off_t)n * PAGE) ||
 	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK))
 		die("memfd", errno);
+	if (!scattered && n > udmabuf_runs_n) {
+		udmabuf_runs_n = n;
+		udmabuf_runs = memfd_phys_runs(memfd, n);
+	}
 	dev = open("/dev/udmabuf", O_RDWR);
 	if (dev < 0)
 		die("open /dev/udmabuf", errno);
@@ -221,7 +269,9 @@ static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
 	list->count = n;
 	for (int i = 0; i < n; i++) {
 		list->list[i].memfd = memfd;
-		list->list[i].offset = (uint64_t)i * PAGE;
+		int page = !scattered ? i : i < (n + 1) / 2 ? 2 * i : 2 * (i - (n + 1) / 2) + 1;
+
+		list->list[i].offset = (uint64_t)page * PAGE;
 		list->list[i].size = PAGE;
 	}
 	t0 = now();
@@ -235,10 +285,11 @@ static void run_udmabuf(const char *imp_bdf, int n, double t[NPHASE])
 	free(list);
 }
 
-enum { ONE_SCAT, ONE_CONT, N_BUFS, UDMABUF, NVAR };
+enum { ONE_SCAT, ONE_CONT, N_BUFS, UDMABUF, UDMABUF_SCAT, NVAR };
 static const char *const var_name[NVAR] = {
 	"1 buffer, N ranges, scattered", "1 buffer, N ranges, contiguous",
 	"N buffers, 1 range each", "udmabuf, N items",
+	"udmabuf, N items, scattered",
 };
 
 static const int sizes[] = { 1, 16, 256, 1024, 4096, 65536, 262144 };
@@ -279,9 +330,10 @@ static long kmem_kib(void)
 static void print_table(int ph)
 {
 	printf("\n## %s, seconds: median [min, max]\n", ph == NPHASE ? "total" : phase_name[ph]);
-	printf("| N | %s | %s | %s | %s | 1 buf / N bufs | ours / udmabuf |\n|---",
-	       var_name[0], var_name[1], var_name[2], var_name[3]);
-	for (int v = 0; v <= NVAR + 1; v++)
+	printf("| N | %s | %s | %s | %s | %s ",
+	       var_name[0], var_name[1], var_name[2], var_name[3], var_name[4]);
+	printf("| 1 buf / N bufs | ours / udmabuf, scattered | ours / udmabuf, in order |\n|---");
+	for (int v = 0; v <= NVAR + 2; v++)
 		printf("|---");
 	printf("|\n");
 	for (int s = 0; s < NSIZES; s++) {
@@ -300,8 +352,13 @@ static void print_table(int ph)
 			printf("| %.3g ", res[ONE_SCAT][s][ph].med / res[N_BUFS][s][ph].med);
 		else
 			printf("| - ");
-		if (have[ONE_SCAT][s] && have[UDMABUF][s])
-			printf("| %.3g ", res[ONE_SCAT][s][ph].med / res[UDMABUF][s][ph].med);
+		/* like for like: scattered pages, and pages as they lie */
+		if (have[ONE_SCAT][s] && have[UDMABUF_SCAT][s])
+			printf("| %.3g ", res[ONE_SCAT][s][ph].med / res[UDMABUF_SCAT][s][ph].med);
+		else
+			printf("| - ");
+		if (have[ONE_CONT][s] && have[UDMABUF][s])
+			printf("| %.3g ", res[ONE_CONT][s][ph].med / res[UDMABUF][s][ph].med);
 		else
 			printf("| - ");
 		printf("|\n");
@@ -779,7 +836,7 @@ int main(void)
 		for (v = 0; v < NVAR; v++) {
 			double t[MAXREP][NPHASE], col[MAXREP];
 
-			if ((v == N_BUFS || v == UDMABUF) && n > 65536)
+			if ((v == N_BUFS || v >= UDMABUF) && n > 65536)
 				continue;
 			for (int rep = 0; rep < reps; rep++) {
 				fill_ranges(r, n, v != ONE_CONT, bar_pages);
@@ -788,7 +845,7 @@ int main(void)
 				else if (v == N_BUFS)
 					run_n_buffers(&d, imp_bdf, r, n, t[rep]);
 				else
-					run_udmabuf(imp_bdf, n, t[rep]);
+					run_udmabuf(imp_bdf, n, v == UDMABUF_SCAT, t[rep]);
 			}
 			nents[v][s] = v == N_BUFS ? n : nents_last;
 			for (int ph = 0; ph <= NPHASE; ph++) {
@@ -805,7 +862,7 @@ int main(void)
 	printf("\n## SG entries the importer got (64 KiB max segment)\n| N |");
 	for (v = 0; v < NVAR; v++)
 		printf(" %s |", var_name[v]);
-	printf("\n|---|---|---|---|---|\n");
+	printf("\n|---|---|---|---|---|---|\n");
 	for (s = 0; s < NSIZES; s++) {
 		if (!have[ONE_SCAT][s])
 			continue;
@@ -824,6 +881,10 @@ int main(void)
 		       (res[v][b][CREATE].med + res[v][b][MAP].med) /
 		       (res[v][a][CREATE].med + res[v][a][MAP].med));
 	}
+	if (udmabuf_runs_n)
+		printf("udmabuf's memfd, %d pages: %d physically contiguous runs%s\n",
+		       udmabuf_runs_n, udmabuf_runs,
+		       udmabuf_runs ? "" : " (unknown: no frame numbers in pagemap)");
 	/* 2^10 to 2^18 ranges of one buffer: past 2^14 they overlap in the BAR */
 	for (v = ONE_SCAT; v <= ONE_CONT; v++) {
 		int a = 3, b = 6;	/* sizes 1024 and 262144 */
@@ -840,7 +901,7 @@ int main(void)
 		int n = sizes[s];
 
 		for (v = 0; v < NVAR; v++) {
-			if ((v == N_BUFS || v == UDMABUF) && n > 65536)
+			if ((v == N_BUFS || v >= UDMABUF) && n > 65536)
 				continue;
 			CHECK(have[v][s], "%s, N %d: not measured", var_name[v], n);
 			for (int ph = 0; have[v][s] && ph <= NPHASE; ph++)
