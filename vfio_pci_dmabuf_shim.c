@@ -372,7 +372,7 @@ void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
  * range of a vfio-pci dma-buf of one range, or an errno (the exporter's).
  */
 int vfio_pci_dma_buf_iommufd_map(struct dma_buf_attachment *attachment,
-				 struct dma_buf_phys_vec *phys)
+				 struct phys_vec *phys)
 {
 	u64 paddr, len;
 	int ret;
