@@ -30,11 +30,11 @@ pub(crate) mod scatterlist;
 pub(crate) mod vfio;
 
 pub(crate) use dma::{DataDirection, IovaMapping, IovaRange, ResourceMappings};
-pub(crate) use dma_buf::{Attachment, DmaBuf, DmaBufOpsTable, Exporter, FileRef, NewAttachment};
+pub(crate) use dma_buf::{Attachment, DmaBuf, DmaBufOpsTable, Exporter, NewAttachment, ResvLocked};
 pub(crate) use mm::{Fault, FaultResult, VmaNew, FAULT_SIGBUS};
-pub(crate) use pci::{Bar, Provider};
+pub(crate) use pci::Provider;
 pub(crate) use scatterlist::{SGTable, SgTableBuilder};
 pub(crate) use vfio::{
-    check_feature, read_ranges, resched_every, CoreDevice, DeviceLink, Mappings, MemoryLocked,
-    Registration,
+    check_feature, read_ranges, resched_every, CoreDevice, DeviceLink, Listed, Mappings,
+    MemoryLocked,
 };

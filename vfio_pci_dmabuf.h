@@ -27,8 +27,6 @@ bool vfio_pci_dmabuf_shim_export_allowed(struct vfio_pci_core_device *vdev);
 bool vfio_pci_dmabuf_shim_is_open(struct vfio_pci_core_device *vdev);
 bool vfio_pci_dmabuf_shim_bar_usable(struct vfio_pci_core_device *vdev);
 void vfio_pci_dmabuf_shim_assert_memory_locked(struct vfio_pci_core_device *vdev);
-u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, bool *mem,
-			     u64 *phys, u64 *bus);
 void vfio_pci_dmabuf_shim_link(struct vfio_pci_core_device *vdev,
 			       struct list_head *node);
 void vfio_pci_dmabuf_shim_unlink(struct vfio_pci_core_device *vdev,

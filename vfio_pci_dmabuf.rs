@@ -28,7 +28,7 @@
 //!
 //! See `Documentation/driver-api/vfio-pci-dmabuf.rst`.
 
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{
     bindings,
     ffi::{c_int, c_void},
@@ -40,10 +40,10 @@ mod vfio_pci_core_glue;
 mod vfio_pci_dmabuf_ranges;
 
 use vfio_pci_core_glue::{
-    check_feature, read_ranges, resched_every, Attachment, Bar, CoreDevice, DataDirection,
-    DeviceLink, DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, FileRef, IovaMapping,
-    IovaRange, Mappings, MemoryLocked, NewAttachment, Provider, Registration, ResourceMappings,
-    SGTable, SgTableBuilder, VmaNew, FAULT_SIGBUS,
+    check_feature, read_ranges, resched_every, Attachment, CoreDevice, DataDirection, DeviceLink,
+    DmaBuf, DmaBufOpsTable, Exporter, Fault, FaultResult, IovaMapping, IovaRange, Listed, Mappings,
+    MemoryLocked, NewAttachment, Provider, ResourceMappings, ResvLocked, SGTable, SgTableBuilder,
+    VmaNew, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
     bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, Limits, Range, RangeError,
@@ -68,20 +68,20 @@ const RANGE_SIZE: usize = core::mem::size_of::<Range>();
 const _: () = assert!(RANGE_SIZE == core::mem::size_of::<bindings::vfio_region_dma_range>());
 const _: () = assert!(HEADER_SIZE == 16);
 
-/// The exporter's state of one dma-buf (its `priv`).
+/// The exporter's state of one dma-buf (its `priv`), pinned in place for
+/// the dma-buf's life.
 struct Buffer {
-    /// Entry in the device's list, with its hold on the device, until the
-    /// device is closed or the buffer released.
+    /// The buffer's relation to its device: its entry in the device's list,
+    /// with a hold on the device, until the device is closed or the buffer
+    /// released; and whether it is revoked.
     link: DeviceLink,
-    /// Whether importers and CPU mappings are locked out. Written with the
-    /// device's `memory_lock` held for writing and the reservation lock.
-    revoked: AtomicBool,
-    /// The dma-buf, set right after export.
-    dmabuf: AtomicPtr<bindings::dma_buf>,
     /// The BAR's peer-to-peer provider: used only while the device's driver
     /// is bound (a registration held).
     provider: Provider,
-    bar: Bar,
+    /// CPU physical address that the ranges' offsets count from.
+    phys: u64,
+    /// PCI bus address of `phys`.
+    bus: u64,
     ranges: KVVec<Range>,
     /// Where each range ends in the buffer, to find a faulting page's range.
     ends: KVVec<u64>,
@@ -91,53 +91,12 @@ struct Buffer {
     size: u64,
     /// Importers' mappings not yet unmapped.
     mappings: Mappings,
-    /// Set by a revoke that changed the buffer's state, until that revoke
-    /// has waited for its importers. Under the device's `memory_lock`.
-    revoking: AtomicBool,
 }
 
-impl Buffer {
-    fn dmabuf(&self) -> &DmaBuf<Buffer> {
-        // SAFETY: Set right after export, before the buffer is reachable
-        // from anywhere else; the dma-buf outlives its `priv`.
-        unsafe { DmaBuf::from_raw(self.dmabuf.load(Ordering::Relaxed)) }
-    }
-
-    /// Recovers the buffer from its list entry.
-    ///
-    /// # Safety
-    ///
-    /// `link` is the `link` of a live `Buffer`.
-    unsafe fn from_link(link: &DeviceLink) -> &Buffer {
-        // SAFETY: Per the caller, `link` is the `link` field of a live
-        // `Buffer`, which outlives the borrow of its field.
-        unsafe { &*kernel::container_of!(link, Buffer, link) }
-    }
-
-    /// Revokes access, or gives it back if `usable`; importers are told only
-    /// when the state changes, and then `true` is returned. A revoke removes
-    /// every CPU mapping's pages before it returns (they fault back in once
-    /// usable); it does not wait for importers: the caller waits for their
-    /// fences and unmaps (see [`move_all`]). `file` is the buffer's, held.
-    /// Caller holds the device's `memory_lock` for writing.
-    fn set_usable(&self, file: &FileRef, usable: bool) -> bool {
-        let resv = self.dmabuf().lock();
-        if self.revoked.load(Ordering::Relaxed) != usable {
-            return false;
-        }
-        self.revoked.store(!usable, Ordering::Relaxed);
-        if !usable {
-            file.zap_cpu_mappings();
-        }
-        resv.move_notify();
-        true
-    }
-
-    /// A registration of the buffer's device, `None` once it was closed.
-    fn registration(&self) -> Option<Registration> {
-        let _resv = self.dmabuf().lock();
-        // SAFETY: The buffer's link and unlink hold its reservation lock.
-        unsafe { self.link.registration() }
+// SAFETY: `link` is a field of the buffer, returned on every call.
+unsafe impl Listed for Buffer {
+    fn link(&self) -> &DeviceLink {
+        &self.link
     }
 }
 
@@ -209,46 +168,30 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     drop(phys);
     // SAFETY: The device is open (this is its ioctl): its driver is bound.
     let bus_offset = unsafe { provider.bus_offset() };
-    let bar = Bar {
-        phys: base,
-        bus: base.wrapping_add(bus_offset),
-        len: bar.len,
-    };
 
     // The BAR is vfio's before any of it is handed out: a range held by
     // another driver (a boot framebuffer) is refused as the mmap refuses it.
     dev.with_memory_lock(|locked| locked.claim_bar(region))?;
 
     let registration = dev.try_get_registration().ok_or(ENODEV)?;
-    let buffer = KBox::new(
+    let buffer = KBox::pin(
         Buffer {
             link: DeviceLink::new(),
-            revoked: AtomicBool::new(true),
-            dmabuf: AtomicPtr::new(core::ptr::null_mut()),
             provider,
-            bar,
+            phys: base,
+            bus: base.wrapping_add(bus_offset),
             ranges: list,
             ends: range_ends,
             fault_hint: AtomicUsize::new(0),
             size: buffer_size,
             mappings: Mappings::new(),
-            revoking: AtomicBool::new(false),
         },
         GFP_KERNEL_ACCOUNT,
     )?;
     let dmabuf = DmaBuf::export(size, open_flags as c_int, buffer)?;
-    let buffer = dmabuf.data();
-    buffer.dmabuf.store(dmabuf.as_raw(), Ordering::Relaxed);
-
-    dev.with_memory_lock(|locked| {
-        let _resv = dmabuf.lock();
-        buffer
-            .revoked
-            .store(!locked.bar_usable(), Ordering::Relaxed);
-        // SAFETY: The new buffer is on no list; it stays in its box until
-        // `release`, which unlinks it. Its reservation lock is held.
-        unsafe { locked.link(&buffer.link, registration) };
-    });
+    // Revoked unless the BARs are usable now; on failure our reference goes,
+    // and the registration with it.
+    dev.with_memory_lock(|locked| locked.link(&dmabuf.lock(), registration))?;
 
     // On failure our reference goes, and `release` cleans up.
     dmabuf.into_fd(open_flags as c_int)
@@ -266,15 +209,6 @@ fn phys_base(ranges: &[Range], phys: &[bindings::phys_vec]) -> Option<u64> {
         resched_every(i);
     }
     (ranges.len() == phys.len()).then_some(base)
-}
-
-/// Calls `f` with every buffer of `locked`'s device.
-fn for_each_buffer(locked: &MemoryLocked<'_>, mut f: impl FnMut(&Buffer)) {
-    locked.for_each(|link| {
-        // SAFETY: Every entry on the list is the link of a live buffer:
-        // release unlinks under the lock we hold.
-        f(unsafe { Buffer::from_link(link) })
-    });
 }
 
 /// Revokes (`revoke`) or restores access to every buffer of `locked`'s
@@ -297,26 +231,36 @@ fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
         return;
     }
     let usable = !revoke && locked.bar_usable();
-    for_each_buffer(locked, |buffer| {
-        let Some(file) = buffer.dmabuf().try_get_file() else {
+    locked.for_each(|dmabuf: &DmaBuf<Buffer>| {
+        let Some(file) = dmabuf.try_get_file() else {
             return;
         };
-        let changed = buffer.set_usable(&file, usable);
-        buffer.revoking.store(changed && !usable, Ordering::Relaxed);
+        // Importers are told only when the state changes; a revoke removes
+        // every CPU mapping's pages before it returns (they fault back in
+        // once usable).
+        let resv = dmabuf.lock();
+        let changed = locked.set_revoked(&resv, !usable);
+        if changed {
+            if !usable {
+                file.zap_cpu_mappings();
+            }
+            resv.move_notify();
+        }
+        locked.set_revoking(&dmabuf.data().link, changed && !usable);
     });
     if !usable {
-        // A buffer whose file is released meanwhile waits in `release` for
-        // the lock we hold: it stays allocated.
+        // A buffer whose file is released meanwhile waits for the lock we
+        // hold to leave the list (`DeviceLink`'s drop): it stays allocated.
         let mut reported = false;
-        for_each_buffer(locked, |buffer| {
-            if buffer.revoking.load(Ordering::Relaxed) {
-                locked.wait_idle(buffer.dmabuf(), &mut reported)
+        locked.for_each(|dmabuf: &DmaBuf<Buffer>| {
+            if locked.revoking(&dmabuf.data().link) {
+                locked.wait_idle(dmabuf, &mut reported)
             }
         });
         let mut reported = false;
-        for_each_buffer(locked, |buffer| {
-            if buffer.revoking.swap(false, Ordering::Relaxed) {
-                locked.wait_unmapped(&buffer.mappings, &mut reported)
+        locked.for_each(|dmabuf: &DmaBuf<Buffer>| {
+            if locked.take_revoking(&dmabuf.data().link) {
+                locked.wait_unmapped(&dmabuf.data().mappings, &mut reported)
             }
         });
     }
@@ -325,16 +269,13 @@ fn move_all(locked: &MemoryLocked<'_>, revoke: bool) {
 /// Revokes every buffer of a closing device for good and detaches them.
 fn cleanup(locked: &MemoryLocked<'_>) {
     move_all(locked, true);
-    for_each_buffer(locked, |buffer| {
-        // A buffer whose file is being released is left to `release`, which
-        // waits for the lock we hold and unlinks it; it has no importers.
-        if let Some(_file) = buffer.dmabuf().try_get_file() {
-            let _resv = buffer.dmabuf().lock();
+    locked.for_each(|dmabuf: &DmaBuf<Buffer>| {
+        // A buffer whose file is being released is left to its release,
+        // which waits for the lock we hold to unlink it; it has no importers.
+        if let Some(_file) = dmabuf.try_get_file() {
             // The closing caller holds its own reference on the device, so
             // this one can go under the lock.
-            // SAFETY: The buffer came from this device's list; its
-            // reservation lock is held.
-            drop(unsafe { locked.unlink(&buffer.link) });
+            drop(locked.unlink(&dmabuf.lock()));
         }
     });
 }
@@ -393,7 +334,7 @@ fn map_one_iova(mut iova: IovaRange, buffer: &Buffer, limits: Limits) -> Result<
         // revoked (the device open), which `map_table` checked under the
         // reservation lock; a revocation, before the device lets the BAR go,
         // waits for the importers' unmaps, which drop the range.
-        unsafe { iova.link(buffer.bar.phys + run.offset, run.length) }.map_err(|_| ENOMEM)?;
+        unsafe { iova.link(buffer.phys + run.offset, run.length) }.map_err(|_| ENOMEM)?;
         resched_every(i);
     }
     let iova = iova.sync().map_err(|_| ENOMEM)?;
@@ -434,9 +375,13 @@ unsafe fn segment_table(
 /// run, at bus addresses or at addresses mapped through the DMA API; of
 /// the buffer's one IOVA range where an IOMMU translates, unless no range of
 /// the buffer's size is free (then a mapping per run, as without an IOMMU).
-fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<Mapping>> {
-    let buffer = attach.dmabuf().data();
-    if buffer.revoked.load(Ordering::Relaxed) {
+fn map_table(
+    attach: &Attachment<Buffer>,
+    resv: &ResvLocked<'_, Buffer>,
+    dir: DataDirection,
+) -> Result<SGTable<Mapping>> {
+    let buffer = resv.dmabuf().data();
+    if resv.revoked() {
         return Err(ENODEV);
     }
     let dev = attach.dev();
@@ -454,7 +399,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<
     // DMA mask.
     if path == Path::HostIova {
         let first = buffer.ranges.first().ok_or(EINVAL)?;
-        if let Some(iova) = dev.iova_range(buffer.bar.phys + first.offset, buffer.size, dir) {
+        if let Some(iova) = dev.iova_range(buffer.phys + first.offset, buffer.size, dir) {
             return map_one_iova(iova, buffer, limits);
         }
     }
@@ -463,9 +408,9 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<
     // a BAR above 4 GiB, no IOMMU to translate) is refused: it would
     // address something else.
     let (base, translated) = if bus_path {
-        (buffer.bar.bus, false)
+        (buffer.bus, false)
     } else {
-        (buffer.bar.phys, true)
+        (buffer.phys, true)
     };
     if !runs(&buffer.ranges).all(|run| dev.reaches(base + run.offset, run.length, translated)) {
         return Err(EINVAL);
@@ -483,7 +428,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<
             // SAFETY: A run of the buffer's ranges, in its BAR (checked at
             // create), claimed while the buffer is not revoked (checked
             // above, as for `map_one_iova`); kept by the table.
-            unsafe { maps.map(buffer.bar.phys + run.offset, run.length) }?;
+            unsafe { maps.map(buffer.phys + run.offset, run.length) }?;
             resched_every(i);
         }
         Mapping::Runs(maps)
@@ -499,7 +444,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<
         runs(&buffer.ranges).enumerate().map(move |(i, run)| {
             match maps.and_then(|maps| maps.addr(i)) {
                 Some(addr) => (addr, run.length),
-                None => (buffer.bar.bus + run.offset, run.length),
+                None => (buffer.bus + run.offset, run.length),
             }
         })
     };
@@ -518,6 +463,7 @@ fn map_table(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<
 
 static BUFFER_OPS: DmaBufOpsTable = DmaBufOpsTable::of::<Buffer>();
 
+#[vtable]
 impl Exporter for Buffer {
     fn ops() -> &'static DmaBufOpsTable {
         &BUFFER_OPS
@@ -529,24 +475,25 @@ impl Exporter for Buffer {
     /// PCI importer's path to the BAR is decided here, and one with none is
     /// refused.
     fn attach(attach: &NewAttachment<'_, Buffer>) -> Result {
-        let buffer = attach.dmabuf().data();
         if !attach.is_dynamic() || !attach.peer2peer() {
             return Err(eopnotsupp());
         }
-        if buffer.revoked.load(Ordering::Relaxed) {
-            return Err(ENODEV);
-        }
-        if !attach.dev().is_pci() {
-            attach.set_exporter_value(Path::NoTable as usize);
-            return Ok(());
-        }
+        let dmabuf = attach.dmabuf();
         // Keeps the device's driver bound, and so the BAR's provider, while
         // its map type is read; none once the device was closed.
-        let Some(registration) = buffer.registration() else {
-            return Err(ENODEV);
+        let registration = {
+            let resv = dmabuf.lock();
+            if resv.revoked() {
+                return Err(ENODEV);
+            }
+            if !attach.dev().is_pci() {
+                attach.set_exporter_value(Path::NoTable as usize);
+                return Ok(());
+            }
+            resv.registration().ok_or(ENODEV)?
         };
         // SAFETY: The registration keeps the provider's driver bound.
-        let path = match unsafe { buffer.provider.map_type(attach.dev()) } {
+        let path = match unsafe { dmabuf.data().provider.map_type(attach.dev()) } {
             bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_BUS_ADDR => Path::Bus,
             bindings::pci_p2pdma_map_type_PCI_P2PDMA_MAP_THRU_HOST_BRIDGE => {
                 if attach.dev().dma_translated() {
@@ -566,43 +513,36 @@ impl Exporter for Buffer {
 
     /// The importer's table of the buffer (see [`map_table`]), counted
     /// until it is unmapped: a revocation waits for that.
-    fn map(attach: &Attachment<Buffer>, dir: DataDirection) -> Result<SGTable<Mapping>> {
-        let table = map_table(attach, dir)?;
-        attach.dmabuf().data().mappings.get();
+    fn map_dma_buf(
+        attach: &Attachment<Buffer>,
+        resv: &ResvLocked<'_, Buffer>,
+        dir: DataDirection,
+    ) -> Result<SGTable<Mapping>> {
+        let table = map_table(attach, resv, dir)?;
+        resv.dmabuf().data().mappings.get();
         Ok(table)
     }
 
-    /// Undoes `map`: dropping the table unmaps the runs or the buffer's
-    /// IOVA range. No translation of the BAR is left behind: on a lazy IOMMU
-    /// domain the IOTLB is flushed now, not by the flush queue's timer. Then
-    /// a revocation waiting for the last mapping may go on.
-    fn unmap(attach: &Attachment<Buffer>, table: SGTable<Mapping>, _dir: DataDirection) {
+    /// Undoes `map_dma_buf`: dropping the table unmaps the runs or the
+    /// buffer's IOVA range. No translation of the BAR is left behind: on a
+    /// lazy IOMMU domain the IOTLB is flushed now, not by the flush queue's
+    /// timer. Then a revocation waiting for the last mapping may go on.
+    fn unmap_dma_buf(
+        attach: &Attachment<Buffer>,
+        resv: &ResvLocked<'_, Buffer>,
+        table: SGTable<Mapping>,
+        _dir: DataDirection,
+    ) {
         let mapped = !matches!(table.mapping(), Mapping::Bus);
         drop(table);
         if mapped {
             attach.dev().flush_iotlb();
         }
-        attach.dmabuf().data().mappings.put();
+        resv.dmabuf().data().mappings.put();
     }
 
-    fn release(dmabuf: &DmaBuf<Buffer>) {
-        let link = &dmabuf.data().link;
-        // SAFETY: Nothing else links or unlinks the buffer now: it was
-        // linked before its fd existed, and `cleanup` unlinks only buffers
-        // whose file it holds, which this one's no longer has; whatever
-        // `cleanup` did earlier happened before the last file reference
-        // went. The device is not used after the unlink below.
-        if let Some(dev) = unsafe { link.device() } {
-            // Dropped after the lock: it may let the device be freed.
-            let reg = dev.with_memory_lock(|locked| {
-                let _resv = dmabuf.lock();
-                // SAFETY: `link` is on the list of `dev`, where it was
-                // linked; the buffer's reservation lock is held.
-                unsafe { locked.unlink(link) }
-            });
-            drop(reg);
-        }
-    }
+    // No `release`: the buffer leaves its device's list as it is dropped
+    // (`DeviceLink`'s drop).
 
     /// Shared mappings only, as vfio-pci's BAR mmap; a buffer whose device
     /// was closed (revoked for good) cannot be mapped. Write access follows
@@ -613,7 +553,7 @@ impl Exporter for Buffer {
         if !vma.shared() {
             return Err(EINVAL);
         }
-        if dmabuf.data().registration().is_none() {
+        if dmabuf.lock().registration().is_none() {
             return Err(ENODEV);
         }
         Ok(())
@@ -636,11 +576,13 @@ impl Exporter for Buffer {
         };
         buffer.fault_hint.store(range, Ordering::Relaxed);
         // Holds the device while its lock is taken; none once it was closed.
-        let Some(reg) = buffer.registration() else {
+        // The reservation lock goes first: it nests inside `memory_lock`.
+        let reg = dmabuf.lock().registration();
+        let Some(reg) = reg else {
             return FAULT_SIGBUS;
         };
         reg.dev().with_memory_lock_read(|locked| {
-            if buffer.revoked.load(Ordering::Relaxed) {
+            if locked.revoked(&buffer.link) {
                 FAULT_SIGBUS
             } else {
                 // SAFETY: A page of the buffer's ranges, in its BAR (checked
@@ -648,7 +590,7 @@ impl Exporter for Buffer {
                 // under `memory_lock` held for reading: the device is open,
                 // the BAR claimed and decoding; every revocation zaps the
                 // buffer's CPU mappings.
-                unsafe { fault.insert_pfn(locked, (buffer.bar.phys + offset) / page) }
+                unsafe { fault.insert_pfn(locked, (buffer.phys + offset) / page) }
             }
         })
     }
@@ -716,18 +658,19 @@ pub unsafe extern "C" fn vfio_pci_dmabuf_iommufd_phys(
     let Some(attach) = (unsafe { Attachment::<Buffer>::from_raw_if_ours(att) }) else {
         return eopnotsupp().to_errno();
     };
-    let buffer = attach.dmabuf().data();
-    // `revoked` is written under the reservation lock the caller holds.
-    if buffer.revoked.load(Ordering::Relaxed) {
+    // SAFETY: The caller holds the reservation lock for the call.
+    let resv = unsafe { ResvLocked::assume(attach.dmabuf()) };
+    if resv.revoked() {
         return ENODEV.to_errno();
     }
+    let buffer = resv.dmabuf().data();
     let [range] = &buffer.ranges[..] else {
         return eopnotsupp().to_errno();
     };
     // SAFETY: Valid for writes, per the contract above. The range was
     // validated inside the BAR: the addition does not overflow.
     unsafe {
-        paddr.write(buffer.bar.phys + range.offset);
+        paddr.write(buffer.phys + range.offset);
         len.write(range.length);
     }
     0

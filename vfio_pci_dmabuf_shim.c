@@ -146,21 +146,6 @@ void vfio_pci_dmabuf_shim_assert_memory_locked(struct vfio_pci_core_device *vdev
 	lockdep_assert_held_write(&vdev->memory_lock);
 }
 
-/*
- * Returns the BAR's size, 0 where the device has no such BAR; @mem says
- * whether it is a memory BAR, whose addresses are then in @phys and @bus.
- */
-u64 vfio_pci_dmabuf_shim_bar(struct pci_dev *pdev, int bar, bool *mem,
-			     u64 *phys, u64 *bus)
-{
-	*mem = pci_resource_flags(pdev, bar) & IORESOURCE_MEM;
-	if (*mem) {
-		*phys = pci_resource_start(pdev, bar);
-		*bus = pci_bus_address(pdev, bar);
-	}
-	return pci_resource_len(pdev, bar);
-}
-
 void vfio_pci_dmabuf_shim_link(struct vfio_pci_core_device *vdev,
 			       struct list_head *node)
 {

@@ -6,11 +6,12 @@
 
 use core::{
     marker::PhantomData,
+    pin::Pin,
     ptr::{self, NonNull},
 };
 use kernel::{
-    bindings,
-    error::from_err_ptr,
+    bindings, build_error,
+    error::{from_err_ptr, VTABLE_DEFAULT_ERROR},
     ffi::{c_int, c_void},
     prelude::*,
     types::Opaque,
@@ -43,8 +44,8 @@ extern "C" {
 /// # Invariants
 ///
 /// The dma-buf is valid for as long as a reference to this wrapper exists,
-/// was created by [`DmaBuf::export`] and its `priv` points to a valid `T`
-/// until the `release` op.
+/// was created by [`DmaBuf::export`] and its `priv` points to a valid,
+/// pinned `T` until the `release` op.
 #[repr(transparent)]
 pub(crate) struct DmaBuf<T>(Opaque<bindings::dma_buf>, PhantomData<T>);
 
@@ -64,12 +65,14 @@ impl<T> DmaBuf<T> {
 
     /// Exports a dma-buf of `size` bytes with `T`'s ops, private data `data`
     /// and file flags `flags`. Ownership of `data` passes to the dma-buf
-    /// (the `release` op drops it); on failure it is dropped here.
-    pub(crate) fn export(size: usize, flags: c_int, data: KBox<T>) -> Result<DmaBufRef<T>>
+    /// (the `release` op drops it, in place); on failure it is dropped here.
+    pub(crate) fn export(size: usize, flags: c_int, data: Pin<KBox<T>>) -> Result<DmaBufRef<T>>
     where
         T: Exporter,
     {
-        let raw = KBox::into_raw(data);
+        // SAFETY: The data is not moved: the box is taken back only to be
+        // dropped, as a pinned box (`take_data`), or below.
+        let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(data) });
         // SAFETY: The ops table is a `static`; `raw` is a valid allocation.
         let ret = unsafe { vfio_pci_dmabuf_shim_export(&T::ops().0, size, flags, raw.cast()) };
         match from_err_ptr(ret).and_then(|p| NonNull::new(p).ok_or(EINVAL)) {
@@ -77,14 +80,14 @@ impl<T> DmaBuf<T> {
             Ok(p) => Ok(DmaBufRef(p, PhantomData)),
             Err(e) => {
                 // SAFETY: On failure dma_buf_export() did not keep `raw`,
-                // which came from `KBox::into_raw` above.
-                drop(unsafe { KBox::from_raw(raw) });
+                // which came from `KBox::into_raw` of a pinned box above.
+                drop(unsafe { Pin::new_unchecked(KBox::from_raw(raw)) });
                 Err(e)
             }
         }
     }
 
-    /// The private data.
+    /// The private data, which stays in place until the `release` op.
     pub(crate) fn data(&self) -> &T {
         // SAFETY: `priv` points to a valid `T` until release (invariant).
         unsafe { &*(*self.as_raw()).priv_.cast::<T>() }
@@ -96,10 +99,10 @@ impl<T> DmaBuf<T> {
     ///
     /// Called once, from the `release` op; no reference from [`Self::data`]
     /// is used afterwards.
-    unsafe fn take_data(&self) -> KBox<T> {
-        // SAFETY: `priv` came from `KBox::into_raw` in `export`, and the
-        // caller guarantees this is the only taker.
-        unsafe { KBox::from_raw((*self.as_raw()).priv_.cast::<T>()) }
+    unsafe fn take_data(&self) -> Pin<KBox<T>> {
+        // SAFETY: `priv` came from `KBox::into_raw` of a pinned box in
+        // `export`, and the caller guarantees this is the only taker.
+        unsafe { Pin::new_unchecked(KBox::from_raw((*self.as_raw()).priv_.cast::<T>())) }
     }
 
     /// The reservation object, set at export and never changed.
@@ -114,7 +117,8 @@ impl<T> DmaBuf<T> {
         // without an acquire context (so it cannot fail), released by the
         // guard.
         unsafe { bindings::dma_resv_lock(self.resv(), ptr::null_mut()) };
-        ResvGuard(self)
+        // INVARIANT: Taken just above, held until the guard is dropped.
+        ResvGuard(ResvLocked(self))
     }
 
     /// Takes a reference on the dma-buf's file unless it is being released.
@@ -190,10 +194,34 @@ impl Drop for FileRef {
     }
 }
 
-/// The reservation lock of a [`DmaBuf`], held; released on drop.
-pub(crate) struct ResvGuard<'a, T>(&'a DmaBuf<T>);
+/// Proof that the reservation lock of one [`DmaBuf`] is held: what state
+/// guarded by that lock asks for.
+///
+/// # Invariants
+///
+/// The reservation lock of `0` is held while the proof lives.
+pub(crate) struct ResvLocked<'a, T>(&'a DmaBuf<T>);
 
-impl<T> ResvGuard<'_, T> {
+impl<'a, T> ResvLocked<'a, T> {
+    /// A proof for a lock that C holds, as around the `map_dma_buf` and
+    /// `unmap_dma_buf` ops. Lockdep checks that it is held now.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `dmabuf`'s reservation lock for `'a`.
+    pub(crate) unsafe fn assume(dmabuf: &'a DmaBuf<T>) -> Self {
+        // SAFETY: The dma-buf's reservation object; only asserts (lockdep)
+        // that it is held.
+        unsafe { bindings::dma_resv_assert_held(dmabuf.resv()) };
+        // INVARIANT: Held, per the caller.
+        ResvLocked(dmabuf)
+    }
+
+    /// The dma-buf whose lock is held.
+    pub(crate) fn dmabuf(&self) -> &'a DmaBuf<T> {
+        self.0
+    }
+
     /// Tells every dynamic importer to drop its mappings and map again
     /// (`dma_buf_move_notify()`).
     pub(crate) fn move_notify(&self) {
@@ -202,10 +230,21 @@ impl<T> ResvGuard<'_, T> {
     }
 }
 
+/// The reservation lock of a [`DmaBuf`], taken by [`DmaBuf::lock`] and
+/// released on drop; the proof that it is held meanwhile.
+pub(crate) struct ResvGuard<'a, T>(ResvLocked<'a, T>);
+
+impl<'a, T> core::ops::Deref for ResvGuard<'a, T> {
+    type Target = ResvLocked<'a, T>;
+    fn deref(&self) -> &ResvLocked<'a, T> {
+        &self.0
+    }
+}
+
 impl<T> Drop for ResvGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: The lock was taken in `DmaBuf::lock`.
-        unsafe { bindings::dma_resv_unlock(self.0.resv()) }
+        unsafe { bindings::dma_resv_unlock(self.0 .0.resv()) }
     }
 }
 
@@ -284,6 +323,23 @@ impl<T> NewAttachment<'_, T> {
     }
 }
 
+impl<T: Exporter> DmaBuf<T> {
+    /// The dma-buf, if it was exported with `T`; `None` for a dma-buf of any
+    /// other exporter.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid dma-buf for `'a`.
+    pub(crate) unsafe fn from_raw_if_ours<'a>(ptr: *mut bindings::dma_buf) -> Option<&'a Self> {
+        // SAFETY: Valid dma-buf; its `ops` is set at export and never
+        // changes.
+        let ops = unsafe { ptr::addr_of!((*ptr).ops).read() };
+        // SAFETY: Only `DmaBuf::<T>::export` exports with `T::ops()`: the
+        // dma-buf was exported with a `T`.
+        ptr::eq(ops, &T::ops().0).then(|| unsafe { Self::from_raw(ptr) })
+    }
+}
+
 impl<T: Exporter> Attachment<T> {
     /// The attachment, if its dma-buf is one exported with `T`; `None` for
     /// a dma-buf of any other exporter.
@@ -295,47 +351,67 @@ impl<T: Exporter> Attachment<T> {
         ptr: *mut bindings::dma_buf_attachment,
     ) -> Option<&'a Self> {
         // SAFETY: Valid attachment: its `dmabuf` is set before it is
-        // published and outlives it; a dma-buf's `ops` is set at export and
-        // never changes.
-        let ops = unsafe { (*ptr::addr_of!((*ptr).dmabuf).read()).ops };
-        if !ptr::eq(ops, &T::ops().0) {
-            return None;
-        }
-        // SAFETY: Only `DmaBuf::<T>::export` exports with `T::ops()`: the
-        // dma-buf was exported with a `T`.
-        Some(unsafe { Self::from_raw(ptr) })
+        // published and outlives it.
+        let dmabuf = unsafe { ptr::addr_of!((*ptr).dmabuf).read() };
+        // SAFETY: As just said, valid for `'a`. A dma-buf of ours has
+        // attachments to it.
+        unsafe { DmaBuf::<T>::from_raw_if_ours(dmabuf) }.map(|_| unsafe { Self::from_raw(ptr) })
     }
 }
 
 /// The exporter of a dma-buf whose private data is a `Self`: the dma-buf ops
-/// as safe methods. Their C trampolines are in [`DmaBufOps`]. Pinning is
-/// refused (the memory is revocable); vmap is refused (no op), and CPU
-/// mappings get their pages from [`Self::fault`]. The ops run in any task,
-/// concurrently, each with `&Self`: an exporter is `Send + Sync`.
+/// as safe functions, named as the C ops, with their C trampolines in
+/// [`DmaBufOps`]. Optional ops follow `#[vtable]`: an op the exporter does
+/// not implement is absent (NULL) from the table. Pinning is refused (the
+/// memory is revocable); vmap is refused (no op); CPU mappings, if
+/// [`Self::mmap`] is implemented, get their pages from [`Self::fault`].
+/// The ops run in any task, concurrently, each with shared access to the
+/// data: an exporter is `Send + Sync`.
+#[vtable]
 pub(crate) trait Exporter: Sized + Send + Sync {
     /// The exporter's ops table, a `static` of [`DmaBufOpsTable::of`]: its
     /// address tells this exporter's dma-bufs from any other's.
     fn ops() -> &'static DmaBufOpsTable;
-    /// What a table returned by [`Self::map`] keeps mapped for the importer,
-    /// undone when the table is dropped.
+    /// What a table returned by [`Self::map_dma_buf`] keeps mapped for the
+    /// importer, undone when the table is dropped.
     type Mapping: Send;
-    /// A new attachment; an error refuses it.
-    fn attach(attach: &NewAttachment<'_, Self>) -> Result;
+    /// A new attachment; an error refuses it. Without it, every importer
+    /// may attach.
+    fn attach(_attach: &NewAttachment<'_, Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
     /// The table of DMA addresses for `attach`, with the mapping they
-    /// belong to, reservation lock held.
-    fn map(attach: &Attachment<Self>, dir: DataDirection) -> Result<SGTable<Self::Mapping>>;
-    /// Undoes [`Self::map`], reservation lock held: dropping `table` frees
-    /// it and undoes its mapping.
-    fn unmap(attach: &Attachment<Self>, table: SGTable<Self::Mapping>, dir: DataDirection);
-    /// The last reference is gone; the private data is dropped after this.
-    fn release(dmabuf: &DmaBuf<Self>);
+    /// belong to; the dma-buf's reservation lock is held (`resv`).
+    fn map_dma_buf(
+        attach: &Attachment<Self>,
+        resv: &ResvLocked<'_, Self>,
+        dir: DataDirection,
+    ) -> Result<SGTable<Self::Mapping>>;
+    /// Undoes [`Self::map_dma_buf`], reservation lock held: dropping
+    /// `table` frees it and undoes its mapping.
+    fn unmap_dma_buf(
+        attach: &Attachment<Self>,
+        resv: &ResvLocked<'_, Self>,
+        table: SGTable<Self::Mapping>,
+        dir: DataDirection,
+    );
+    /// The last reference is gone; the private data is dropped after this,
+    /// with or without the op.
+    fn release(_dmabuf: &DmaBuf<Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
     /// A CPU mapping of the buffer's pages `vm_pgoff ..` (the dma-buf core
     /// checked that they exist); an error refuses it. On success the
     /// mapping is made uncached, `VM_IO | VM_PFNMAP`, and its pages come from
-    /// [`Self::fault`].
-    fn mmap(dmabuf: &DmaBuf<Self>, vma: &VmaNew) -> Result;
-    /// A CPU access to a page that is not mapped yet.
-    fn fault(dmabuf: &DmaBuf<Self>, fault: &Fault) -> FaultResult;
+    /// [`Self::fault`]. Without it, CPU mappings are refused.
+    fn mmap(_dmabuf: &DmaBuf<Self>, _vma: &VmaNew) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+    /// A CPU access to a page that is not mapped yet; required with
+    /// [`Self::mmap`].
+    fn fault(_dmabuf: &DmaBuf<Self>, _fault: &Fault) -> FaultResult {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// The C side of an [`Exporter`].
@@ -355,17 +431,29 @@ impl DmaBufOpsTable {
 }
 
 impl<T: Exporter> DmaBufOps<T> {
-    const OPS: bindings::dma_buf_ops = bindings::dma_buf_ops {
-        attach: Some(Self::attach),
-        pin: Some(Self::pin),
-        unpin: Some(Self::unpin),
-        map_dma_buf: Some(Self::map),
-        unmap_dma_buf: Some(Self::unmap),
-        release: Some(Self::release),
-        mmap: Some(Self::mmap),
-        // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops are
-        // absent (NULL), so vmap is refused.
-        ..unsafe { core::mem::zeroed() }
+    const OPS: bindings::dma_buf_ops = {
+        // A CPU mapping gets its pages from `fault`.
+        assert!(
+            !T::HAS_MMAP || T::HAS_FAULT,
+            "an Exporter with mmap needs fault"
+        );
+        bindings::dma_buf_ops {
+            attach: if T::HAS_ATTACH {
+                Some(Self::attach)
+            } else {
+                None
+            },
+            pin: Some(Self::pin),
+            unpin: Some(Self::unpin),
+            map_dma_buf: Some(Self::map_dma_buf),
+            unmap_dma_buf: Some(Self::unmap_dma_buf),
+            // Always: it gives the private data back.
+            release: Some(Self::release),
+            mmap: if T::HAS_MMAP { Some(Self::mmap) } else { None },
+            // SAFETY: All-zero is a valid `dma_buf_ops`: the remaining ops
+            // are absent (NULL), so vmap is refused.
+            ..unsafe { core::mem::zeroed() }
+        }
     };
 
     const VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
@@ -407,15 +495,18 @@ impl<T: Exporter> DmaBufOps<T> {
 
     /// # Safety
     ///
-    /// `att` is an attachment made by `attach`, whose dma-buf's reservation
+    /// `att` is an attachment to a dma-buf exported with `T`, whose dma-buf's reservation
     /// lock the caller holds.
-    unsafe extern "C" fn map(
+    unsafe extern "C" fn map_dma_buf(
         att: *mut bindings::dma_buf_attachment,
         dir: DataDirection,
     ) -> *mut bindings::sg_table {
         // SAFETY: Per the function's contract.
-        match T::map(unsafe { Attachment::from_raw(att) }, dir) {
-            // `unmap` takes the box back.
+        let attach = unsafe { Attachment::from_raw(att) };
+        // SAFETY: The caller holds the reservation lock for the call.
+        let resv = unsafe { ResvLocked::assume(attach.dmabuf()) };
+        match T::map_dma_buf(attach, &resv, dir) {
+            // `unmap_dma_buf` takes the box back.
             Ok(table) => table.into_raw(),
             Err(e) => e.to_ptr(),
         }
@@ -423,18 +514,21 @@ impl<T: Exporter> DmaBufOps<T> {
 
     /// # Safety
     ///
-    /// `att` is an attachment made by `attach` and `sgt` a table `map`
+    /// `att` is an attachment to a dma-buf exported with `T` and `sgt` a table `map_dma_buf`
     /// returned for it, handed back once, reservation lock held.
-    unsafe extern "C" fn unmap(
+    unsafe extern "C" fn unmap_dma_buf(
         att: *mut bindings::dma_buf_attachment,
         sgt: *mut bindings::sg_table,
         dir: DataDirection,
     ) {
-        // SAFETY: `sgt` came from `SGTable::into_raw` in `map` and is handed
-        // back once.
+        // SAFETY: `sgt` came from `SGTable::into_raw` in `map_dma_buf` and is
+        // handed back once.
         let table = unsafe { SGTable::<T::Mapping>::from_raw(sgt) };
         // SAFETY: Per the function's contract.
-        T::unmap(unsafe { Attachment::from_raw(att) }, table, dir);
+        let attach = unsafe { Attachment::from_raw(att) };
+        // SAFETY: The caller holds the reservation lock for the call.
+        let resv = unsafe { ResvLocked::assume(attach.dmabuf()) };
+        T::unmap_dma_buf(attach, &resv, table, dir);
     }
 
     /// # Safety
@@ -444,7 +538,9 @@ impl<T: Exporter> DmaBufOps<T> {
     unsafe extern "C" fn release(dmabuf: *mut bindings::dma_buf) {
         // SAFETY: Per the function's contract.
         let dmabuf = unsafe { DmaBuf::<T>::from_raw(dmabuf) };
-        T::release(dmabuf);
+        if T::HAS_RELEASE {
+            T::release(dmabuf);
+        }
         // SAFETY: This is the release op; the data is not used after this.
         drop(unsafe { dmabuf.take_data() });
     }

@@ -3,10 +3,9 @@
 //! The PCI device whose BARs are exported: its memory BARs and how another
 //! device reaches them peer-to-peer.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 use kernel::{
     bindings,
-    ffi::c_int,
     prelude::*,
     types::{AlwaysRefCounted, Opaque},
 };
@@ -16,13 +15,6 @@ use super::dma::Device;
 // The C shim, `vfio_pci_dmabuf_shim.c`: the helpers this module wraps.
 #[allow(improper_ctypes)]
 extern "C" {
-    fn vfio_pci_dmabuf_shim_bar(
-        pdev: *mut bindings::pci_dev,
-        bar: c_int,
-        mem: *mut bool,
-        phys: *mut u64,
-        bus: *mut u64,
-    ) -> u64;
     fn vfio_pci_dmabuf_shim_log_refused(
         provider: *mut bindings::pci_dev,
         client: *mut bindings::device,
@@ -33,8 +25,6 @@ extern "C" {
 pub(crate) struct Bar {
     /// CPU physical address of the BAR's first byte.
     pub(crate) phys: u64,
-    /// PCI bus address of the BAR's first byte.
-    pub(crate) bus: u64,
     /// Size in bytes.
     pub(crate) len: u64,
 }
@@ -81,16 +71,25 @@ impl PciDev {
     /// the device has none (unimplemented, or the upper half of a 64-bit
     /// BAR), `None` for an I/O BAR, else the memory BAR.
     pub(crate) fn memory_bar(&self, index: u32) -> Result<Option<Bar>> {
-        let (mut mem, mut phys, mut bus) = (false, 0, 0);
-        let index = c_int::try_from(index).map_err(|_| ENODEV)?;
-        // SAFETY: Valid device; `index` is a standard BAR (checked by the
-        // caller against VFIO_PCI_ROM_REGION_INDEX); out pointers are locals.
-        let len =
-            unsafe { vfio_pci_dmabuf_shim_bar(self.0.get(), index, &mut mem, &mut phys, &mut bus) };
+        let index = usize::try_from(index).map_err(|_| ENODEV)?;
+        // SAFETY: Valid device; its resources are set at enumeration and do
+        // not change while a driver is bound (the caller's device is open).
+        let res = unsafe { &*ptr::addr_of!((*self.0.get()).resource) };
+        let res = res.get(index).ok_or(ENODEV)?;
+        // `pci_resource_len()`: 0 for a resource that is not set (no end).
+        let len = match res.end {
+            0 => 0,
+            end => end.wrapping_sub(res.start).wrapping_add(1),
+        };
         if len == 0 {
             return Err(ENODEV);
         }
-        Ok(mem.then_some(Bar { phys, bus, len }))
+        Ok(
+            (res.flags & bindings::IORESOURCE_MEM as usize != 0).then_some(Bar {
+                phys: res.start,
+                len,
+            }),
+        )
     }
 
     /// Logs that `client` was refused an import of this device's BAR for

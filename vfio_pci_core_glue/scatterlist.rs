@@ -114,7 +114,7 @@ struct Owned<M> {
 }
 
 /// A DMA-address table made by [`SgTableBuilder`], lent to an importer
-/// between the `map` and `unmap` ops, with the DMA mapping `M` its entries
+/// between the `map_dma_buf` and `unmap_dma_buf` ops, with the DMA mapping `M` its entries
 /// belong to. Dropping it frees the table, then undoes the mapping.
 ///
 /// Named after upstream's `kernel::scatterlist::SGTable`.

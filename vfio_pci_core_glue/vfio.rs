@@ -5,15 +5,17 @@
 //! it bound, and the `VFIO_DEVICE_FEATURE` argument helpers.
 
 use core::{
-    marker::PhantomData,
+    cell::UnsafeCell,
+    marker::PhantomPinned,
     ptr::{self, NonNull},
+    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
 };
 use kernel::{
     bindings, error::to_result, ffi::c_int, prelude::*, types::Opaque, uaccess::UserSliceReader,
 };
 
 use super::{
-    dma_buf::DmaBuf,
+    dma_buf::{DmaBuf, Exporter, ResvLocked},
     pci::{PciDev, Provider},
 };
 use crate::vfio_pci_dmabuf_ranges::Range;
@@ -201,7 +203,7 @@ impl CoreDevice {
         // SAFETY: `sem` is an initialised rw_semaphore.
         unsafe { bindings::down_read(sem) };
         // INVARIANT: Held for reading until `up_read` below.
-        let r = f(&MemoryReadLocked(PhantomData));
+        let r = f(&MemoryReadLocked(self));
         // SAFETY: Taken above by this thread.
         unsafe { bindings::up_read(sem) };
         r
@@ -221,16 +223,36 @@ impl CoreDevice {
     }
 }
 
-/// Proof that the device's `memory_lock` is held for reading: the BARs'
-/// state does not change while it lives.
+/// Proof that the `memory_lock` of one device is held for reading: the BARs'
+/// state, and that of each [`DeviceLink`] on its list, does not change
+/// while it lives.
 ///
 /// # Invariants
 ///
 /// The device's `memory_lock` is held (for reading at least) while it lives.
-pub(crate) struct MemoryReadLocked<'a>(PhantomData<&'a CoreDevice>);
+pub(crate) struct MemoryReadLocked<'a>(&'a CoreDevice);
 
-/// Proof that the device's `memory_lock` is held for writing.
-pub(crate) struct MemoryLocked<'a>(&'a CoreDevice);
+impl MemoryReadLocked<'_> {
+    /// Whether the dma-buf holding `link` is revoked as far as this device
+    /// is concerned: `true` unless it is on this device's list and usable.
+    pub(crate) fn revoked(&self, link: &DeviceLink) -> bool {
+        // `dev` and `revoked` change only with the memory_lock of the device
+        // in `dev` held for writing (type invariant of `DeviceLink`): if it
+        // is this device, neither changes while we hold it.
+        !link.on_list_of(self.0) || link.revoked.load(Ordering::Relaxed)
+    }
+}
+
+/// Proof that the `memory_lock` of one device is held for writing; it
+/// proves it held for reading too.
+pub(crate) struct MemoryLocked<'a>(MemoryReadLocked<'a>);
+
+impl<'a> core::ops::Deref for MemoryLocked<'a> {
+    type Target = MemoryReadLocked<'a>;
+    fn deref(&self) -> &MemoryReadLocked<'a> {
+        &self.0
+    }
+}
 
 impl<'a> MemoryLocked<'a> {
     /// # Safety
@@ -241,7 +263,12 @@ impl<'a> MemoryLocked<'a> {
         // SAFETY: Valid device; only asserts (lockdep) that its memory_lock
         // is held for writing.
         unsafe { vfio_pci_dmabuf_shim_assert_memory_locked(dev.as_raw()) };
-        MemoryLocked(dev)
+        // INVARIANT: Held for writing, per the caller.
+        MemoryLocked(MemoryReadLocked(dev))
+    }
+
+    fn dev(&self) -> &'a CoreDevice {
+        self.0 .0
     }
 
     /// Whether the device is open. A device that is not open has no
@@ -249,7 +276,7 @@ impl<'a> MemoryLocked<'a> {
     pub(crate) fn is_open(&self) -> bool {
         // SAFETY: Valid device, memory_lock held. Our callers either have the
         // device open or hold its dev_set lock, as the shim requires.
-        unsafe { vfio_pci_dmabuf_shim_is_open(self.0.as_raw()) }
+        unsafe { vfio_pci_dmabuf_shim_is_open(self.dev().as_raw()) }
     }
 
     /// Whether the BARs can be accessed: memory decode on, in D0, and not in
@@ -257,7 +284,7 @@ impl<'a> MemoryLocked<'a> {
     pub(crate) fn bar_usable(&self) -> bool {
         // SAFETY: Valid device, memory_lock held; the state is read only
         // while the device is open, as the shim requires.
-        self.is_open() && unsafe { vfio_pci_dmabuf_shim_bar_usable(self.0.as_raw()) }
+        self.is_open() && unsafe { vfio_pci_dmabuf_shim_bar_usable(self.dev().as_raw()) }
     }
 
     /// Claims BAR `bar` for vfio, as the region's mmap does
@@ -267,64 +294,112 @@ impl<'a> MemoryLocked<'a> {
         let bar = c_int::try_from(bar)?;
         // SAFETY: Valid device, memory_lock held for writing, `bar` a
         // standard BAR index (checked by the caller).
-        to_result(unsafe { vfio_pci_dmabuf_shim_claim_bar(self.0.as_raw(), bar) })
+        to_result(unsafe { vfio_pci_dmabuf_shim_claim_bar(self.dev().as_raw(), bar) })
     }
 
     /// Waits until no mapping counted in `mappings` is left, however long
     /// that takes; reports the first long wait of a revocation (`reported`).
     pub(crate) fn wait_unmapped(&self, mappings: &Mappings, reported: &mut bool) {
         // SAFETY: Valid device and counter; `reported` is a local.
-        unsafe { vfio_pci_dmabuf_shim_wait_unmapped(self.0.as_raw(), mappings.0.get(), reported) }
+        unsafe {
+            vfio_pci_dmabuf_shim_wait_unmapped(self.dev().as_raw(), mappings.0.get(), reported)
+        }
     }
 
     /// Waits until every fence of `dmabuf` has signalled, however long that
     /// takes; reports the first long wait of a revocation (`reported`).
     pub(crate) fn wait_idle<T>(&self, dmabuf: &DmaBuf<T>, reported: &mut bool) {
         // SAFETY: Valid device and dma-buf; `reported` is a local.
-        unsafe { vfio_pci_dmabuf_shim_wait_idle(self.0.as_raw(), dmabuf.as_raw(), reported) }
+        unsafe { vfio_pci_dmabuf_shim_wait_idle(self.dev().as_raw(), dmabuf.as_raw(), reported) }
     }
 
-    /// Puts `link` on the device's list of dma-bufs, holding `reg`, a
-    /// registration of this device.
-    ///
-    /// # Safety
-    ///
-    /// `link` is on no list, and stays allocated and in place until it is
-    /// unlinked. The caller holds the owner's lock for
-    /// [`DeviceLink::registration`] too.
-    pub(crate) unsafe fn link(&self, link: &DeviceLink, reg: Registration) {
-        // SAFETY: We hold the lock that guards `reg`, and `link` is on no
-        // list, so nothing else reads or writes `reg` (type invariant).
+    /// Puts the dma-buf whose reservation lock `resv` proves held on this
+    /// device's list, holding `reg`, a registration of this device, and
+    /// revoked unless the BARs are usable. `EINVAL` for a registration of
+    /// another device, `EBUSY` for a dma-buf that was linked before.
+    pub(crate) fn link<T: Listed>(&self, resv: &ResvLocked<'_, T>, reg: Registration) -> Result {
+        let dmabuf = resv.dmabuf();
+        let link = dmabuf.data().link();
+        if !ptr::eq(reg.dev(), self.dev()) {
+            return Err(EINVAL);
+        }
+        if !link.owner.load(Ordering::Relaxed).is_null() {
+            return Err(EBUSY);
+        }
+        let usable = self.bar_usable();
+        // SAFETY: Never linked (no owner yet), so `reg` is `None` and nothing
+        // reads it without the locks we hold: this device's memory_lock and
+        // the owner's reservation lock.
         unsafe { *link.reg.get() = Some(reg) };
-        // SAFETY: The lock is held; the caller guarantees `link`'s state.
-        // INVARIANT: `reg` is set and the entry goes on its device's list.
-        unsafe { vfio_pci_dmabuf_shim_link(self.0.as_raw(), link.node.get()) }
+        // INVARIANT: `owner` is the dma-buf whose data holds the link (from
+        // `Listed`); `dev` mirrors `reg`, and the entry goes on the list of
+        // that device, both locks held; `revoked` set with them.
+        link.owner.store(dmabuf.as_raw(), Ordering::Relaxed);
+        link.revoked.store(!usable, Ordering::Relaxed);
+        link.dev.store(self.dev().as_raw(), Ordering::Relaxed);
+        // SAFETY: The lock is held; the entry is on no list, and stays
+        // allocated and in place until it leaves it: it is pinned in the
+        // dma-buf's data, whose drop takes it off (`DeviceLink::drop`).
+        unsafe { vfio_pci_dmabuf_shim_link(self.dev().as_raw(), link.node.get()) }
+        Ok(())
     }
 
-    /// Takes `link` off the device's list and returns the registration it
-    /// held; `None` if it was already unlinked.
-    ///
-    /// # Safety
-    ///
-    /// `link` is on this device's list, or was and has been unlinked. The
-    /// caller holds the owner's lock for [`DeviceLink::registration`] too.
-    pub(crate) unsafe fn unlink(&self, link: &DeviceLink) -> Option<Registration> {
-        // SAFETY: `reg` changes only under this device's memory_lock, which
-        // we hold (type invariant and the caller's guarantee).
-        let reg = unsafe { &mut *link.reg.get() };
-        reg.as_ref()?;
-        // SAFETY: A registration means `link` is on this device's list (type
-        // invariant), whose lock we hold.
-        // INVARIANT: The entry leaves the list as `reg` is cleared.
-        unsafe { vfio_pci_dmabuf_shim_unlink(self.0.as_raw(), link.node.get()) };
-        reg.take()
+    /// Takes the dma-buf whose reservation lock `resv` proves held off this
+    /// device's list and returns the registration it held; `None` if it is
+    /// not on this device's list (any more).
+    pub(crate) fn unlink<T: Listed>(&self, resv: &ResvLocked<'_, T>) -> Option<Registration> {
+        let link = resv.dmabuf().data().link();
+        if !link.on_list_of(self.dev()) {
+            return None;
+        }
+        // SAFETY: On this device's list, whose memory_lock we hold for
+        // writing; with the owner's reservation lock, nothing else reads or
+        // writes the entry's `reg` (type invariant of `DeviceLink`).
+        // INVARIANT: The entry leaves the list as `dev` and `reg` are
+        // cleared; `owner` stays, so it is never linked again.
+        unsafe { vfio_pci_dmabuf_shim_unlink(self.dev().as_raw(), link.node.get()) };
+        link.dev.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: As above.
+        unsafe { (*link.reg.get()).take() }
     }
 
-    /// Calls `f` with each entry of the device's list of dma-bufs; `f` may
-    /// unlink the entry it is given.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&DeviceLink)) {
+    /// Revokes (`revoked`) or gives back access to the dma-buf whose
+    /// reservation lock `resv` proves held: `true` if that changed its
+    /// state, `false` if it was so already or is not on this device's list.
+    pub(crate) fn set_revoked<T: Listed>(&self, resv: &ResvLocked<'_, T>, revoked: bool) -> bool {
+        let link = resv.dmabuf().data().link();
+        if !link.on_list_of(self.dev()) || link.revoked.load(Ordering::Relaxed) == revoked {
+            return false;
+        }
+        // INVARIANT: Both locks held, on this device's list.
+        link.revoked.store(revoked, Ordering::Relaxed);
+        true
+    }
+
+    /// Marks `link`, on this device's list, as waited for by the revoke in
+    /// progress (`waiting`), or not; a link on no list of ours is left as
+    /// it is.
+    pub(crate) fn set_revoking(&self, link: &DeviceLink, waiting: bool) {
+        if link.on_list_of(self.dev()) {
+            link.revoking.store(waiting, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `link` is marked by [`Self::set_revoking`].
+    pub(crate) fn revoking(&self, link: &DeviceLink) -> bool {
+        link.on_list_of(self.dev()) && link.revoking.load(Ordering::Relaxed)
+    }
+
+    /// Whether `link` was marked by [`Self::set_revoking`]; clears the mark.
+    pub(crate) fn take_revoking(&self, link: &DeviceLink) -> bool {
+        link.on_list_of(self.dev()) && link.revoking.swap(false, Ordering::Relaxed)
+    }
+
+    /// Calls `f` with each dma-buf on the device's list that was exported
+    /// with `T`; `f` may unlink the one it is given.
+    pub(crate) fn for_each<T: Listed>(&self, mut f: impl FnMut(&DmaBuf<T>)) {
         // SAFETY: Valid device; the list is protected by the lock we hold.
-        let head = unsafe { ptr::addr_of_mut!((*self.0.as_raw()).dmabufs) };
+        let head = unsafe { ptr::addr_of_mut!((*self.dev().as_raw()).dmabufs) };
         // SAFETY: `head` is an initialised list head.
         let mut pos = unsafe { (*head).next };
         while pos != head {
@@ -333,7 +408,15 @@ impl<'a> MemoryLocked<'a> {
             let next = unsafe { (*pos).next };
             // SAFETY: Only `DeviceLink`s are put on the list (`link`), and
             // they stay allocated until they leave it, under the lock we hold.
-            f(unsafe { &*kernel::container_of!(pos, DeviceLink, node) });
+            let link = unsafe { &*kernel::container_of!(pos, DeviceLink, node) };
+            let owner = link.owner.load(Ordering::Relaxed);
+            // SAFETY: A linked entry's owner is the dma-buf whose data holds
+            // it (type invariant of `DeviceLink`), valid while the entry is
+            // on the list: the data, and the entry, are dropped in the
+            // dma-buf's release, before the dma-buf is freed.
+            if let Some(dmabuf) = unsafe { DmaBuf::<T>::from_raw_if_ours(owner) } {
+                f(dmabuf);
+            }
             pos = next;
         }
     }
@@ -370,65 +453,122 @@ impl Mappings {
     }
 }
 
-/// An entry in a device's list of dma-bufs, with the hold on the device's
-/// registration that it carries: state that the device's `memory_lock`
-/// guards, changed only through [`MemoryLocked`].
+/// A dma-buf exporter whose buffers go on a device's list of dma-bufs: the
+/// private data holds the buffer's [`DeviceLink`].
+///
+/// # Safety
+///
+/// [`Listed::link`] returns the same field of `self` on every call (so the
+/// link lives, and stays in place, exactly as long as the data).
+pub(crate) unsafe trait Listed: Exporter {
+    /// The buffer's link to its device.
+    fn link(&self) -> &DeviceLink;
+}
+
+/// A dma-buf's relation to the vfio device whose BAR it exports: the entry
+/// on the device's list of dma-bufs, the registration that keeps the device
+/// while it is there, and the buffer's revocation. Lives in the dma-buf's
+/// data (see [`Listed`]); its state is reached only through proofs of the
+/// locks that guard it: [`ResvLocked`] of its dma-buf, [`MemoryReadLocked`]
+/// and [`MemoryLocked`] of its device.
 ///
 /// # Invariants
 ///
-/// `reg` is `Some` exactly while `node` is on the list of `reg`'s device;
-/// both change only with that device's `memory_lock` held for writing and
-/// with the lock the entry's owner chose for [`DeviceLink::registration`]
-/// (a buffer's reservation lock).
+/// - `owner` is null until the entry is first linked, then the dma-buf
+///   whose data holds the entry, for good.
+/// - `dev` is non-null exactly while `node` is on the list of that device
+///   and `reg` holds a registration of it.
+/// - `node`, `reg`, `dev` and `revoked` change only with that device's
+///   `memory_lock` held for writing and `owner`'s reservation lock held
+///   (or, in `drop`, with no reference to `owner` left); `revoking` only
+///   with the `memory_lock` held for writing.
 pub(crate) struct DeviceLink {
     node: Opaque<bindings::list_head>,
-    reg: core::cell::UnsafeCell<Option<Registration>>,
+    owner: AtomicPtr<bindings::dma_buf>,
+    dev: AtomicPtr<bindings::vfio_pci_core_device>,
+    reg: UnsafeCell<Option<Registration>>,
+    /// Whether importers and CPU mappings are locked out.
+    revoked: AtomicBool,
+    /// Set by a revoke that changed the buffer's state, until that revoke
+    /// has waited for its importers.
+    revoking: AtomicBool,
+    /// Linked into a C list.
+    _pin: PhantomPinned,
 }
 
-// SAFETY: The list node and the registration change only with the device's
-// `memory_lock` held for writing and the owner's lock (type invariant), and
-// are read under one of them (`MemoryLocked`, and the `unsafe` readers'
-// contracts); `Registration` is `Send`.
+// SAFETY: The list node and the registration change only under the locks of
+// the type invariant and are read under one of them; the rest is atomic.
+// `Registration` is `Send`.
 unsafe impl Send for DeviceLink {}
-// SAFETY: As for `Send`: shared access goes through those locks.
+// SAFETY: As for `Send`: shared access goes through those locks, or atomics.
 unsafe impl Sync for DeviceLink {}
 
 impl DeviceLink {
-    /// An entry on no list.
+    /// An entry on no list, revoked.
     pub(crate) fn new() -> Self {
-        // INVARIANT: No registration, on no list.
+        // INVARIANT: No owner, no device, no registration.
         DeviceLink {
             node: Opaque::uninit(),
-            reg: core::cell::UnsafeCell::new(None),
+            owner: AtomicPtr::new(ptr::null_mut()),
+            dev: AtomicPtr::new(ptr::null_mut()),
+            reg: UnsafeCell::new(None),
+            revoked: AtomicBool::new(true),
+            revoking: AtomicBool::new(false),
+            _pin: PhantomPinned,
         }
     }
 
-    /// The device whose list holds the entry, read without its lock.
-    ///
-    /// # Safety
-    ///
-    /// Nothing links or unlinks the entry during the call or while the
-    /// returned device is used, other than the caller itself through
-    /// [`MemoryLocked::unlink`], after which the device is not used.
-    pub(crate) unsafe fn device(&self) -> Option<&CoreDevice> {
-        // SAFETY: No concurrent writer, per the caller. The registration
-        // keeps the device allocated while it is held.
-        unsafe { (*self.reg.get()).as_ref() }.map(Registration::dev)
+    /// Whether the entry is on `dev`'s list. Stable while the caller holds
+    /// `dev`'s `memory_lock`.
+    fn on_list_of(&self, dev: &CoreDevice) -> bool {
+        self.dev.load(Ordering::Relaxed) == dev.as_raw()
+    }
+}
+
+impl<T: Listed> ResvLocked<'_, T> {
+    /// A new registration of the device whose list holds the dma-buf, which
+    /// keeps the device allocated and registered without the list; `None`
+    /// once the dma-buf left it (the device closed).
+    pub(crate) fn registration(&self) -> Option<Registration> {
+        let link = self.dmabuf().data().link();
+        // SAFETY: `reg` does not change while the owner's reservation lock is
+        // held (type invariant); while set, it keeps its device registered,
+        // so one more registration reference can be taken.
+        unsafe { (*link.reg.get()).as_ref() }.and_then(|reg| reg.dev().try_get_registration())
     }
 
-    /// A new registration of the device whose list holds the entry, which
-    /// keeps the device allocated and registered without the entry; `None`
-    /// once the entry was unlinked (the device closed).
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the lock that every link and unlink of the entry
-    /// holds besides the device's `memory_lock` (its owner's choice).
-    pub(crate) unsafe fn registration(&self) -> Option<Registration> {
-        // SAFETY: `reg` does not change while the caller's lock is held;
-        // while set, it keeps its device registered, so one more
-        // registration reference can be taken.
-        unsafe { (*self.reg.get()).as_ref() }.and_then(|reg| reg.dev().try_get_registration())
+    /// Whether the dma-buf is revoked: it is until linked, and after its
+    /// device was closed.
+    pub(crate) fn revoked(&self) -> bool {
+        // Written with the reservation lock held (type invariant).
+        self.dmabuf().data().link().revoked.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DeviceLink {
+    /// A dma-buf released while its device is open leaves the device's list
+    /// here, as its data is dropped; the registration goes after the lock.
+    fn drop(&mut self) {
+        let dev = self.dev.load(Ordering::Relaxed);
+        if dev.is_null() {
+            return;
+        }
+        // SAFETY: Linked, so `reg` holds a registration of `dev` (type
+        // invariant), which keeps it valid. Nothing else writes `dev` or
+        // `reg` now: they change with the owner's reservation lock held,
+        // and the owner is being released, so no one holds a reference to
+        // it (the device's `cleanup` unlinks only dma-bufs whose file it
+        // holds).
+        let dev = unsafe { CoreDevice::from_raw(dev) };
+        let reg = dev.with_memory_lock(|locked| {
+            // SAFETY: On `dev`'s list, whose lock we hold for writing;
+            // nothing else reaches `reg` (as above).
+            // INVARIANT: Leaves the list as `dev` and `reg` are cleared.
+            unsafe { vfio_pci_dmabuf_shim_unlink(locked.dev().as_raw(), self.node.get()) };
+            self.dev.store(ptr::null_mut(), Ordering::Relaxed);
+            self.reg.get_mut().take()
+        });
+        drop(reg);
     }
 }
 
