@@ -46,8 +46,8 @@ use vfio_pci_core_glue::{
     VmaNew, FAULT_SIGBUS,
 };
 use vfio_pci_dmabuf_ranges::{
-    bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, Limits, Range, RangeError,
-    Segments, MAX_RANGES, MAX_SEGMENTS,
+    bar_offset, check_in_bar, check_lengths, ends, runs, segment_count, span, Limits, Range,
+    RangeError, Segments, MAX_RANGES, MAX_SEGMENTS,
 };
 
 const __LOG_PREFIX: &[u8] = b"vfio_pci_dmabuf\0";
@@ -83,6 +83,9 @@ struct Buffer {
     /// PCI bus address of `phys`.
     bus: u64,
     ranges: KVVec<Range>,
+    /// The lowest offset and the highest end of the ranges: a device that
+    /// reaches both reaches them all.
+    span: (u64, u64),
     /// Where each range ends in the buffer, to find a faulting page's range.
     ends: KVVec<u64>,
     /// The range the last CPU fault found: where the next one looks first.
@@ -158,6 +161,8 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
     }
     let buffer_size = size;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
+    // Validated inside the BAR: there is a span.
+    let ranges_span = span(&list).ok_or(EINVAL)?;
 
     // The driver's view of the ranges (its `get_dmabuf_phys()`): the BAR's
     // peer-to-peer provider and the physical run behind each range. A
@@ -181,6 +186,7 @@ fn feature_dma_buf(dev: &CoreDevice, flags: u32, arg: usize, argsz: usize) -> Re
             phys: base,
             bus: base.wrapping_add(bus_offset),
             ranges: list,
+            span: ranges_span,
             ends: range_ends,
             fault_hint: AtomicUsize::new(0),
             size: buffer_size,
@@ -412,7 +418,10 @@ fn map_table(
     } else {
         (buffer.phys, true)
     };
-    if !runs(&buffer.ranges).all(|run| dev.reaches(base + run.offset, run.length, translated)) {
+    // The device's limit is an upper bound: reaching the span's highest
+    // byte is reaching every run.
+    let (lo, hi) = buffer.span;
+    if !dev.reaches(base + lo, hi - lo, translated) {
         return Err(EINVAL);
     }
 

@@ -170,6 +170,22 @@ impl Iterator for Runs<'_> {
     }
 }
 
+/// The BAR offsets that `ranges` cover at the extremes: the lowest offset
+/// and the highest end, so that every byte of every range lies in between;
+/// `None` for no ranges or an end past `u64::MAX`. A device that can address
+/// both ends as a straight span reaches every range.
+pub fn span(ranges: &[Range]) -> Option<(u64, u64)> {
+    let mut span: Option<(u64, u64)> = None;
+    for r in ranges {
+        let end = r.offset.checked_add(r.length)?;
+        span = Some(match span {
+            None => (r.offset, end),
+            Some((lo, hi)) => (lo.min(r.offset), hi.max(end)),
+        });
+    }
+    span
+}
+
 /// Where each range ends in the buffer: the running sum of the lengths of
 /// `ranges`, one per range. For a list [`validate`] accepted the sums fit;
 /// on any other list the iterator stops at the first sum that does not (it

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use ranges::{
-    bar_offset, check_lengths, ends, max_size, runs, segment_count, validate, Limits, Range,
+    bar_offset, check_lengths, ends, max_size, runs, segment_count, span, validate, Limits, Range,
     RangeError, Segments, MAX_RANGES,
 };
 
@@ -276,6 +276,7 @@ proptest! {
         prop_assert!(ends(&v).count() <= v.len());
         prop_assert!(runs(&v).count() <= v.len());
         let _ = bar_offset(&v, &e, off, hint);
+        let _ = span(&v);
     }
 
     // The closed form counts what the walk yields, for any address (also
@@ -303,6 +304,21 @@ proptest! {
         // Maximal: no two consecutive runs could have been merged.
         for w in merged.windows(2) {
             prop_assert_ne!(w[0].offset + w[0].length, w[1].offset);
+        }
+    }
+
+    #[test]
+    fn span_holds_every_range_tightly(v in ranges_strategy()) {
+        match span(&v) {
+            None => prop_assert!(v.is_empty()),
+            Some((lo, hi)) => {
+                for r in &v {
+                    prop_assert!(lo <= r.offset && r.offset + r.length <= hi);
+                }
+                // Tight: some range starts at the low end, some ends at the high one.
+                prop_assert!(v.iter().any(|r| r.offset == lo));
+                prop_assert!(v.iter().any(|r| r.offset + r.length == hi));
+            }
         }
     }
 
