@@ -17,6 +17,7 @@ struct dma_buf_ops;
 struct dma_iova_state;
 struct list_head;
 struct pci_dev;
+struct phys_vec;
 struct vfio_pci_core_device;
 
 struct dma_buf *vfio_pci_dmabuf_shim_export(const struct dma_buf_ops *ops,
@@ -66,7 +67,7 @@ void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
 				     void *priv);
 
 /* Defined in Rust (vfio_pci_dmabuf.rs), called from the shim */
-int vfio_pci_dmabuf_iommufd_phys(struct dma_buf_attachment *attach, u64 *paddr,
-				 u64 *len);
+int vfio_pci_dmabuf_iommufd_phys(struct dma_buf_attachment *attach,
+				 struct phys_vec *phys);
 
 #endif

@@ -656,12 +656,11 @@ pub unsafe extern "C" fn vfio_pci_dma_buf_move(
 /// # Safety
 ///
 /// `att` is a valid attachment whose dma-buf's reservation lock the caller
-/// holds; `paddr` and `len` are valid for writes.
+/// holds; `phys` is valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn vfio_pci_dmabuf_iommufd_phys(
     att: *mut bindings::dma_buf_attachment,
-    paddr: *mut u64,
-    len: *mut u64,
+    phys: *mut bindings::phys_vec,
 ) -> c_int {
     // SAFETY: Valid attachment, per the contract above.
     let Some(attach) = (unsafe { Attachment::<Buffer>::from_raw_if_ours(att) }) else {
@@ -676,12 +675,18 @@ pub unsafe extern "C" fn vfio_pci_dmabuf_iommufd_phys(
     let [range] = &buffer.ranges[..] else {
         return eopnotsupp().to_errno();
     };
+    // The buffer's size was checked to fit a `usize` at create.
+    let Ok(len) = usize::try_from(range.length) else {
+        return EINVAL.to_errno();
+    };
     // SAFETY: Valid for writes, per the contract above. The range was
     // validated inside the BAR: the addition does not overflow.
     unsafe {
-        paddr.write(buffer.phys + range.offset);
-        len.write(range.length);
-    }
+        phys.write(bindings::phys_vec {
+            paddr: buffer.phys + range.offset,
+            len,
+        })
+    };
     0
 }
 

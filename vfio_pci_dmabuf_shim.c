@@ -359,15 +359,7 @@ void vfio_pci_dmabuf_shim_mmap_setup(struct vm_area_struct *vma,
 int vfio_pci_dma_buf_iommufd_map(struct dma_buf_attachment *attachment,
 				 struct phys_vec *phys)
 {
-	u64 paddr, len;
-	int ret;
-
-	dma_resv_assert_held(attachment->dmabuf->resv);
-	ret = vfio_pci_dmabuf_iommufd_phys(attachment, &paddr, &len);
-	if (ret)
-		return ret;
-	phys->paddr = paddr;
-	phys->len = len;
-	return 0;
+	/* The exporter asserts the caller's reservation lock (lockdep). */
+	return vfio_pci_dmabuf_iommufd_phys(attachment, phys);
 }
 EXPORT_SYMBOL_GPL(vfio_pci_dma_buf_iommufd_map);

@@ -352,14 +352,27 @@ impl<'a> MemoryLocked<'a> {
         if !link.on_list_of(self.dev()) {
             return None;
         }
-        // SAFETY: On this device's list, whose memory_lock we hold for
-        // writing; with the owner's reservation lock, nothing else reads or
-        // writes the entry's `reg` (type invariant of `DeviceLink`).
+        // SAFETY: On this device's list; with the owner's reservation lock
+        // held, nothing else reads or writes the entry's `reg` (type
+        // invariant of `DeviceLink`).
+        unsafe { self.take_off(link) }
+    }
+
+    /// Takes `link` off this device's list and returns the registration it
+    /// held (always one: the type invariant of `DeviceLink`).
+    ///
+    /// # Safety
+    ///
+    /// `link` is on this device's list, and nothing else reads or writes
+    /// its `reg` meanwhile: the caller holds its owner's reservation lock,
+    /// or no reference to the owner is left.
+    unsafe fn take_off(&self, link: &DeviceLink) -> Option<Registration> {
+        // SAFETY: On this device's list (caller), whose lock we hold.
         // INVARIANT: The entry leaves the list as `dev` and `reg` are
         // cleared; `owner` stays, so it is never linked again.
         unsafe { vfio_pci_dmabuf_shim_unlink(self.dev().as_raw(), link.node.get()) };
         link.dev.store(ptr::null_mut(), Ordering::Relaxed);
-        // SAFETY: As above.
+        // SAFETY: No other reader or writer (caller).
         unsafe { (*link.reg.get()).take() }
     }
 
@@ -560,14 +573,8 @@ impl Drop for DeviceLink {
         // it (the device's `cleanup` unlinks only dma-bufs whose file it
         // holds).
         let dev = unsafe { CoreDevice::from_raw(dev) };
-        let reg = dev.with_memory_lock(|locked| {
-            // SAFETY: On `dev`'s list, whose lock we hold for writing;
-            // nothing else reaches `reg` (as above).
-            // INVARIANT: Leaves the list as `dev` and `reg` are cleared.
-            unsafe { vfio_pci_dmabuf_shim_unlink(locked.dev().as_raw(), self.node.get()) };
-            self.dev.store(ptr::null_mut(), Ordering::Relaxed);
-            self.reg.get_mut().take()
-        });
+        // SAFETY: On `dev`'s list; nothing else reaches `reg` (as above).
+        let reg = dev.with_memory_lock(|locked| unsafe { locked.take_off(self) });
         drop(reg);
     }
 }
